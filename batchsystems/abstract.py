@@ -1,0 +1,154 @@
+"""The batch system contract: run worker calls somewhere, report how they ended.
+
+A batch system runs :class:`WorkerCall` s (a Python function ``module:function`` called with string
+arguments, returning an exit code) under resource requests, and reports each one's end as a
+:class:`JobExit`. It knows nothing of jobs, graphs or job stores. The core's leader drives it from
+one thread: ``issue`` / ``kill`` / ``wait`` / ``shutdown`` are never called concurrently.
+
+Every implementation must pass ``tests/contract/test_batchsystem.py``.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+class BatchSystemError(Exception):
+    """Base class of batch-system errors."""
+
+
+class ImpossibleRequestError(BatchSystemError):
+    """A job asks for more than the batch system can ever give it."""
+
+    def __init__(self, job_name: str, message: str) -> None:
+        super().__init__(f"job {job_name!r} can never run here: {message}")
+        self.job_name = job_name
+
+
+class SubmissionError(BatchSystemError):
+    """The scheduler refused a job (e.g. sbatch rejected it); ``detail`` is its words."""
+
+    def __init__(self, job_name: str, detail: str) -> None:
+        super().__init__(f"job {job_name!r} was refused by the batch system: {detail}")
+        self.job_name = job_name
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class WorkerCall:
+    """A call ``function(*args) -> int`` to make in a worker process.
+
+    ``function`` is "package.module:name". External schedulers run :meth:`argv`, which is
+    ``python -m flow.batchsystems.call module:name arg...``; the local batch system calls the
+    function in a pre-started worker process instead.
+    """
+
+    function: str
+    args: tuple[str, ...] = ()
+
+    def argv(self, python: str = sys.executable) -> list[str]:
+        return [python, "-m", "flow.batchsystems.call", self.function, *self.args]
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One unit of work submitted to a batch system, with its resource requests."""
+
+    job_id: str  # the core's id, for names and logs
+    name: str  # what users see (squeue name, log lines)
+    call: WorkerCall
+    cores: float = 1.0
+    memory: int = 2 * 1024**3  # bytes
+    disk: int = 2 * 1024**3  # bytes
+    accelerators: int = 0
+    preemptible: bool = False
+    time_limit: float | None = None  # seconds of wall time, None for no limit
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+class ExitReason(enum.Enum):
+    """Why a batch job ended, in the scheduler's words where it has them."""
+
+    FINISHED = "finished"  # the call returned; see exit_code (0 = success)
+    FAILED = "failed"  # ended abnormally (signal, crash) without a more specific reason
+    KILLED = "killed"  # killed on request (kill() or shutdown)
+    LOST = "lost"  # the batch system no longer knows the job
+    TIMEOUT = "timeout"  # hit its time limit
+    OUT_OF_MEMORY = "out_of_memory"
+    CANCELLED = "cancelled"  # cancelled by someone else (scancel by the user/admin)
+    NODE_FAIL = "node_fail"
+    PREEMPTED = "preempted"
+
+
+@dataclass(frozen=True)
+class JobExit:
+    """How one issued batch job ended."""
+
+    batch_id: int
+    exit_code: int
+    reason: ExitReason = ExitReason.FINISHED
+    wall_time: float | None = None
+    message: str = ""  # human words: "exit code 3", "TIMEOUT after 60 s", ...
+
+    @property
+    def succeeded(self) -> bool:
+        return self.reason is ExitReason.FINISHED and self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """What every batch system is built from. ``extra`` carries plugin options by name."""
+
+    max_cores: float
+    max_memory: int
+    max_disk: int
+    work_dir: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+
+class BatchSystem(abc.ABC):
+    """About six methods; implementations are found through ``flow.batchsystems.registry``."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, config: BatchConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def check_fits(self, job: BatchJob) -> None:
+        """Raise ImpossibleRequestError if ``job`` could never run here (checked before issue)."""
+
+    @abc.abstractmethod
+    def issue(self, job: BatchJob) -> int:
+        """Queue ``job``; return its batch id (unique for this object's life). Never blocks on
+        the job. Raises ImpossibleRequestError or SubmissionError for a refused request."""
+
+    @abc.abstractmethod
+    def kill(self, batch_ids: Iterable[int]) -> None:
+        """Kill these jobs (queued or running) and return when they are gone. Killed jobs
+        produce no JobExit. Unknown or already finished ids are ignored."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float) -> list[JobExit]:
+        """Block until at least one issued job has ended or ``timeout`` seconds pass; return
+        the ends not reported yet (possibly empty). Each issued job is reported exactly once."""
+
+    @abc.abstractmethod
+    def running(self) -> dict[int, float]:
+        """Batch ids of jobs that have started and not been reported, with seconds since start."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Kill everything still queued or running (and their child processes) and release
+        resources. Idempotent; the object is unusable afterwards."""
+
+    # Optional hook for restart: re-attach to jobs issued by an earlier leader.
+    def adopt(self, handles: Iterable[str]) -> dict[str, int]:  # pragma: no cover - default
+        """Map scheduler handles recorded by an earlier leader to new batch ids; default none."""
+        return {}

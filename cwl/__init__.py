@@ -1,0 +1,1 @@
+"""CWL front-end (see issue: flow-cwl). Not implemented yet."""

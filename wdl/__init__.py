@@ -1,0 +1,1 @@
+"""WDL front-end (see issue: flow-wdl). Not implemented yet."""
