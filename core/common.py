@@ -1,0 +1,231 @@
+"""``Flow``: the context manager that owns a job store and runs workflows (Toil's ``Toil``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pickle
+import signal
+import sys
+import tempfile
+import types
+from typing import Any
+
+from flow.batchsystems.abstract import BatchConfig, BatchSystem
+from flow.batchsystems.registry import make_batch_system
+from flow.core import promise
+from flow.core.description import new_job_id
+from flow.core.exceptions import FailedJobsException, FlowError
+from flow.core.filestore import FileID
+from flow.core.job import Job
+from flow.core.leader import Leader, LeaderSettings
+from flow.core.logs import install_excepthook, setup_logging
+from flow.core.options import default_options, log_level
+from flow.core.progress import Progress
+from flow.core.resources import machine_cores, machine_disk, machine_memory
+from flow.core.state import Defaults
+from flow.core.urls import export_url, import_url
+from flow.core.worker import (
+    CONFIG_RECORD,
+    WorkerConfig,
+    collect_new_jobs,
+    read_return_value,
+    write_new_jobs,
+)
+from flow.jobstores.abstract import JobStore, JobStoreExistsError
+from flow.jobstores.registry import create_job_store, open_job_store
+
+logger = logging.getLogger("flow")
+
+ROOT_RECORD = "root"
+STATUS_RECORD = "status"
+LEADER_RECORD = "leader"
+
+
+class Flow:
+    """Run a workflow in a job store::
+
+        with Flow(options) as flow:
+            result = flow.restart() if options.restart else flow.start(root_job)
+    """
+
+    def __init__(self, options: argparse.Namespace) -> None:
+        base = default_options()
+        for key, value in vars(base).items():
+            if not hasattr(options, key):
+                setattr(options, key, value)
+        if not options.jobStore:
+            options.jobStore = tempfile.mkdtemp(prefix="flow-jobstore-")
+            os.rmdir(options.jobStore)
+        self.options = options
+        self._store: JobStore | None = None
+        self._config: WorkerConfig | None = None
+        install_excepthook()
+
+    # ---- context ------------------------------------------------------------------------------
+    def __enter__(self) -> Flow:
+        setup_logging(log_level(self.options), self.options.logFile)
+        locator = self.options.jobStore
+        if self.options.restart:
+            self._store = open_job_store(locator)
+        else:
+            try:
+                self._store = create_job_store(locator)
+            except JobStoreExistsError:
+                raise FlowError(
+                    f"The job store {locator} already holds a workflow. Resume it with --restart, "
+                    f"or delete it with 'flow clean {locator}' to start over."
+                ) from None
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
+    ) -> None:
+        if self._store is None:
+            return
+        clean = self.options.clean
+        if clean == "always" or (clean == "onSuccess" and exc_type is None) or (
+            clean == "onError" and exc_type is not None
+        ):
+            self._store.destroy()
+        self._store = None
+
+    @property
+    def jobStore(self) -> JobStore:
+        if self._store is None:
+            raise FlowError("the Flow object is not open: use it in a 'with' block")
+        return self._store
+
+    # ---- files ------------------------------------------------------------------------------
+    def importFile(self, srcUrl: str, sharedFileName: str | None = None, symlink: bool = True) -> FileID:
+        """Copy a file (path, file:// or http(s):// URL) into the job store."""
+        file_id = import_url(self.jobStore, srcUrl, link=bool(self.options.linkImports))
+        return FileID(file_id, self.jobStore.file_size(file_id))
+
+    import_file = importFile
+
+    def exportFile(self, jobStoreFileID: str, dstUrl: str) -> None:
+        """Copy a file out of the job store to a path or file:// URL."""
+        export_url(self.jobStore, jobStoreFileID, dstUrl)
+
+    export_file = exportFile
+
+    # ---- running ------------------------------------------------------------------------------
+    def start(self, rootJob: Job) -> Any:
+        """Run a new workflow from ``rootJob``; returns the root job's return value."""
+        if self.options.restart:
+            raise FlowError("start() runs a new workflow; use restart() with --restart")
+        rootJob.checkJobGraphForDeadlocks()
+        store = self.jobStore
+        root = next(iter(rootJob.getRootJobs()))
+        root._description.has_promises = True
+        self._save_config(new_job_id())
+        descs = write_new_jobs(store, [root, *collect_new_jobs(root)])
+        store.write_shared(ROOT_RECORD, root.jobStoreID.encode())
+        return self._run(root.jobStoreID, descs)
+
+    def restart(self) -> Any:
+        """Resume the workflow in the job store; finished jobs are not run again."""
+        store = self.jobStore
+        raw_root = store.read_shared(ROOT_RECORD)
+        if raw_root is None:
+            raise FlowError(f"The job store {store.locator} holds no workflow to restart (it was never started).")
+        old = store.read_shared(CONFIG_RECORD)
+        workflow_id = pickle.loads(old).workflow_id if old else new_job_id()
+        store.delete_shared("kill")
+        self._save_config(workflow_id)
+        return self._run(raw_root.decode(), [])
+
+    def _save_config(self, workflow_id: str) -> None:
+        o = self.options
+        self._config = WorkerConfig(
+            workflow_id=workflow_id,
+            work_dir=os.path.abspath(o.workDir or tempfile.gettempdir()),
+            log_level=log_level(o),
+            stats=bool(o.stats),
+            default_cores=float(o.defaultCores),
+            default_memory=int(o.defaultMemory),
+            default_disk=int(o.defaultDisk),
+            chaining=not o.disableChaining,
+        )
+        self.jobStore.write_shared(CONFIG_RECORD, self._config.dumps())
+
+    def _run(self, root_id: str, known: list[Any]) -> Any:
+        store = self.jobStore
+        batch = self._make_batch_system()
+        progress = Progress(enabled=not self.options.noProgress)
+        leader = Leader(store, batch, self._leader_settings(), progress)
+        store.write_shared(STATUS_RECORD, b"running")
+        store.write_shared(LEADER_RECORD, f"{os.uname().nodename} {os.getpid()}".encode())
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+        try:
+            ok = leader.run(root_id, known)
+        except BaseException:
+            store.write_shared(STATUS_RECORD, b"failed")
+            leader.kill_all()
+            raise
+        finally:
+            progress.close()
+            batch.shutdown()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        if not ok:
+            store.write_shared(STATUS_RECORD, b"failed")
+            raise FailedJobsException(store.locator, leader.failed)
+        store.write_shared(STATUS_RECORD, b"succeeded")
+        return self._root_value(root_id)
+
+    def _root_value(self, root_id: str) -> Any:
+        store = self.jobStore
+        with promise.resolving(lambda job_id: read_return_value(store, job_id)):
+            return read_return_value(store, root_id)
+
+    def _make_batch_system(self) -> BatchSystem:
+        o = self.options
+        work_dir = self._config.work_dir if self._config else tempfile.gettempdir()
+        config = BatchConfig(
+            max_cores=float(o.maxCores) if o.maxCores else machine_cores(),
+            max_memory=int(o.maxMemory) if o.maxMemory else machine_memory(),
+            max_disk=int(o.maxDisk) if o.maxDisk else machine_disk(work_dir),
+            work_dir=work_dir,
+            environment=_worker_environment(),
+            extra=vars(o),
+        )
+        try:
+            return make_batch_system(o.batchSystem, config)
+        except KeyError as exc:
+            raise FlowError(str(exc.args[0])) from None
+
+    def _leader_settings(self) -> LeaderSettings:
+        o = self.options
+        defaults = Defaults(
+            cores=float(o.defaultCores), memory=int(o.defaultMemory), disk=int(o.defaultDisk),
+            retry_count=int(o.retryCount), max_job_duration=o.maxJobDuration,
+            deadlock_wait=float(o.deadlockWait),
+        )
+        tick = min(1.0, float(o.rescueJobsFrequency))
+        return LeaderSettings(defaults=defaults, environment=_worker_environment(), tick_interval=tick)
+
+
+def _worker_environment() -> dict[str, str]:
+    """Let workers import what the leader imports: the user's script directory and sys.path."""
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    paths = [
+        os.path.abspath(p or os.getcwd()) for p in sys.path
+        if not any(os.path.realpath(p or ".").startswith(pre) for pre in prefixes)
+    ]
+    existing = os.environ.get("PYTHONPATH")
+    if existing:
+        paths.append(existing)
+    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))} if paths else {}
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_interrupt(signum: int, frame: types.FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -1,0 +1,59 @@
+"""Typed exceptions of the core, each carrying its context."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class FlowError(Exception):
+    """Base class of flow's own errors (shown to users as one paragraph, no traceback)."""
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    job_id: str
+    name: str
+    reason: str
+    log_tail: str = ""
+
+
+class FailedJobsException(FlowError):
+    """The workflow ended with failed jobs; ``failed`` names each with its log tail."""
+
+    def __init__(self, locator: str, failed: Sequence[FailedJob], exit_code: int = 1) -> None:
+        self.jobStoreLocator = locator
+        self.failed = list(failed)
+        self.numberOfFailedJobs = len(self.failed)
+        self.exit_code = exit_code
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        lines = [f"The workflow in job store {self.jobStoreLocator} has {len(self.failed)} failed job(s):"]
+        for job in self.failed:
+            lines.append(f"  - {job.name} ({job.job_id}): {job.reason}")
+            if job.log_tail.strip():
+                tail = "\n".join("      " + line for line in job.log_tail.rstrip().splitlines()[-25:])
+                lines.append(tail)
+        lines.append(f"Fix the cause and resume with --restart (job store {self.jobStoreLocator}).")
+        return "\n".join(lines)
+
+
+class JobGraphDeadlockException(FlowError):
+    """Only services are running and nothing else can make progress."""
+
+
+class JobException(FlowError):
+    """A job graph or job definition is invalid (cycle, bad argument, ...)."""
+
+
+class ImpossibleJobError(FlowError):
+    """A job asks for more resources than the batch system can ever give it."""
+
+
+class PromiseError(FlowError):
+    """A promise was read before the job that makes it returned."""
+
+
+class WorkflowKilledError(FlowError):
+    """The workflow was killed (``flow kill`` or a signal)."""

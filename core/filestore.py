@@ -1,0 +1,198 @@
+"""The file store handed to ``Job.run``: global files between jobs, local scratch space, logs.
+
+Global files are read as hard links (or symbolic links on request) wherever the job store and
+the worker share a file system and the caller does not ask for a mutable copy, so large files
+are not copied. Files written from the job's own scratch directory are linked into the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from flow.core.urls import export_url, import_url
+from flow.jobstores.abstract import JobStore
+
+logger = logging.getLogger(__name__)
+
+SERVICE_STARTED = "svc-started-{}"
+SERVICE_STOP = "svc-stop-{}"
+
+
+class FileID(str):
+    """A global file's id (a string), carrying its size like Toil's ``FileID``."""
+
+    size: int
+
+    def __new__(cls, file_id: str, size: int = -1) -> FileID:
+        obj = super().__new__(cls, file_id)
+        obj.size = size
+        return obj
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FileID, (str(self), self.size))
+
+
+class FileStore:
+    """One job's view of the job store's files."""
+
+    def __init__(self, store: JobStore, job_id: str, temp_root: str) -> None:
+        self.jobStore = store
+        self.job_id = job_id
+        self._temp_root = temp_root
+        self._temp: str | None = None  # created on first use: most jobs never need one
+        self._local_reads: dict[str, list[str]] = {}
+        self._pending_deletes: list[str] = []
+        self.messages: list[str] = []
+
+    # ---- scratch space ----------------------------------------------------------------------
+    @property
+    def _temp_dir(self) -> str:
+        if self._temp is None:
+            self._temp = tempfile.mkdtemp(prefix=f"job-{self.job_id}-", dir=self._temp_root)
+        return self._temp
+
+    @property
+    def localTempDir(self) -> str:
+        return self._temp_dir
+
+    def getLocalTempDir(self) -> str:
+        """A new empty directory inside the job's scratch space."""
+        return tempfile.mkdtemp(dir=self._temp_dir)
+
+    def getLocalTempFile(self, suffix: str | None = None, prefix: str | None = None) -> str:
+        handle, path = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=self._temp_dir)
+        os.close(handle)
+        return path
+
+    def getLocalTempFileName(self, suffix: str | None = None, prefix: str | None = None) -> str:
+        path = self.getLocalTempFile(suffix, prefix)
+        os.unlink(path)
+        return path
+
+    def _inside_scratch(self, path: str) -> bool:
+        if self._temp is None:
+            return False
+        real = os.path.realpath(path)
+        return real.startswith(os.path.realpath(self._temp_dir) + os.sep)
+
+    # ---- global files -------------------------------------------------------------------------
+    def writeGlobalFile(self, localFileName: str, cleanup: bool = False) -> FileID:
+        """Store a local file; returns its id. A file in the job's scratch space is linked."""
+        path = os.path.abspath(localFileName)
+        file_id = self.jobStore.write_file(path, self.job_id, link=self._inside_scratch(path))
+        return FileID(file_id, os.path.getsize(path))
+
+    @contextlib.contextmanager
+    def writeGlobalFileStream(
+        self, cleanup: bool = False, basename: str | None = None, encoding: str | None = None,
+        errors: str | None = None,
+    ) -> Iterator[tuple[IO[Any], FileID]]:
+        with self.jobStore.write_file_stream(self.job_id, basename) as (stream, file_id):
+            if encoding is not None:
+                import io
+
+                text = io.TextIOWrapper(stream, encoding=encoding, errors=errors)
+                yield text, FileID(file_id)
+                text.flush()
+                text.detach()
+            else:
+                yield stream, FileID(file_id)
+
+    def readGlobalFile(
+        self, fileStoreID: str, userPath: str | None = None, cache: bool = True,
+        mutable: bool = False, symlink: bool = False,
+    ) -> str:
+        """Materialise a global file locally and return its path (a link unless ``mutable``)."""
+        if userPath is None:
+            name = os.path.basename(str(fileStoreID)) or "file"
+            userPath = os.path.join(self.getLocalTempDir(), name)
+        path = os.path.abspath(userPath)
+        if os.path.lexists(path):
+            os.unlink(path)
+        self.jobStore.read_file(fileStoreID, path, link=not mutable, symlink=symlink and not mutable)
+        self._local_reads.setdefault(str(fileStoreID), []).append(path)
+        return path
+
+    @contextlib.contextmanager
+    def readGlobalFileStream(
+        self, fileStoreID: str, encoding: str | None = None, errors: str | None = None
+    ) -> Iterator[IO[Any]]:
+        with self.jobStore.read_file_stream(fileStoreID) as stream:
+            if encoding is not None:
+                import io
+
+                yield io.TextIOWrapper(stream, encoding=encoding, errors=errors)
+            else:
+                yield stream
+
+    def getGlobalFileSize(self, fileStoreID: str) -> int:
+        return self.jobStore.file_size(fileStoreID)
+
+    def deleteLocalFile(self, fileStoreID: str) -> None:
+        """Remove this job's local copies of a global file."""
+        for path in self._local_reads.pop(str(fileStoreID), []):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def deleteGlobalFile(self, fileStoreID: str) -> None:
+        """Delete a global file once this job has finished successfully."""
+        self.deleteLocalFile(fileStoreID)
+        self._pending_deletes.append(str(fileStoreID))
+
+    def exportFile(self, jobStoreFileID: str, dstUrl: str) -> None:
+        export_url(self.jobStore, jobStoreFileID, dstUrl)
+
+    export_file = exportFile
+
+    def importFile(self, srcUrl: str, sharedFileName: str | None = None) -> FileID:
+        file_id = import_url(self.jobStore, srcUrl)
+        return FileID(file_id, self.jobStore.file_size(file_id))
+
+    import_file = importFile
+
+    # ---- logging -----------------------------------------------------------------------------
+    def log_to_leader(self, text: str, level: int = logging.INFO) -> None:
+        """Send a message to the leader's log (shown when the job finishes)."""
+        self.messages.append(f"{logging.getLevelName(level)}\t{text}")
+        logger.log(level, text)
+
+    logToMaster = log_to_leader
+    logToLeader = log_to_leader
+
+    # ---- lifecycle (used by the worker) -----------------------------------------------------
+    def commit(self) -> None:
+        """After the job's completion is durable: apply deferred deletions."""
+        for file_id in self._pending_deletes:
+            self.jobStore.delete_file(file_id)
+        self._pending_deletes.clear()
+
+    def close(self) -> None:
+        if self._temp is not None:
+            shutil.rmtree(self._temp, ignore_errors=True)
+            self._temp = None
+
+    # ---- services (used by ServiceHostJob) -------------------------------------------------
+    def service_started(self, value: Any) -> None:
+        """Publish a service's start value and tell the leader it is up."""
+        import dill
+
+        self.jobStore.write_result(self.job_id, dill.dumps(value, recurse=True))
+        self.jobStore.write_shared(SERVICE_STARTED.format(self.job_id), b"1")
+
+    def wait_for_service_stop(self, check: Callable[[], bool], interval: float) -> None:
+        """Call ``check`` every ``interval`` s until the leader asks the service to stop."""
+        stop_flag = SERVICE_STOP.format(self.job_id)
+        next_check = time.monotonic() + interval
+        while self.jobStore.read_shared(stop_flag) is None:
+            if time.monotonic() >= next_check:
+                if not check():
+                    raise RuntimeError("the service's check() reported failure")
+                next_check = time.monotonic() + interval
+            time.sleep(0.05)

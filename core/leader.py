@@ -1,0 +1,242 @@
+"""The leader's loop: translate between the batch system, the job store and the scheduler.
+
+All decisions are made by :class:`flow.core.state.Scheduler`; this loop only waits for batch
+events (blocking in ``BatchSystem.wait``, so it reacts to a finished job at once), reads the
+descriptions the scheduler needs, and carries out its instructions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from flow.batchsystems.abstract import (
+    BatchJob,
+    BatchSystem,
+    ExitReason,
+    ImpossibleRequestError,
+    JobExit,
+    SubmissionError,
+    WorkerCall,
+)
+from flow.core import state as sm
+from flow.core.description import JobDescription, JobState
+from flow.core.exceptions import FailedJob, JobGraphDeadlockException, WorkflowKilledError
+from flow.core.filestore import SERVICE_STARTED, SERVICE_STOP
+from flow.core.progress import Progress
+from flow.jobstores.abstract import JobStore
+
+logger = logging.getLogger("flow.leader")
+
+WORKER_FUNCTION = "flow.core.worker:run_job"
+KILL_RECORD = "kill"
+
+
+@dataclass
+class LeaderSettings:
+    defaults: sm.Defaults
+    environment: Mapping[str, str] = field(default_factory=dict)
+    tick_interval: float = 1.0  # --rescueJobsFrequency bounds it from above
+    service_poll: float = 0.1
+
+
+class Leader:
+    def __init__(self, store: JobStore, batch: BatchSystem, settings: LeaderSettings, progress: Progress) -> None:
+        self.store = store
+        self.batch = batch
+        self.settings = settings
+        self.progress = progress
+        self.scheduler = sm.Scheduler(settings.defaults)
+        self.failed: list[FailedJob] = []
+        self._job_of: dict[int, str] = {}  # batch id -> job id
+        self._batch_of: dict[str, int] = {}  # job id -> batch id
+        self._starting_services: set[str] = set()
+        self._events: deque[sm.Event] = deque()
+        self._next_tick = 0.0
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def run(self, root_id: str, known: Iterable[JobDescription] = ()) -> bool:
+        """Run the workflow from ``root_id`` to the end; True if every job succeeded."""
+        descs = list(known)
+        seen = {d.job_id for d in descs}
+        descs.extend(self._closure([root_id, *(s for d in descs for s in _successors(d))], seen))
+        self._events.append(sm.Started(root_id, tuple(descs)))
+        while True:
+            while self._events:
+                self._carry_out(self.scheduler.step(self._events.popleft()))
+            self._show_progress()
+            if self.scheduler.finished is not None:
+                return self.scheduler.finished
+            for ended in self.batch.wait(self._timeout()):
+                self._events.append(self._job_ended(ended))
+            self._poll_services()
+            self._maybe_tick()
+
+    def _timeout(self) -> float:
+        if self._starting_services:
+            return self.settings.service_poll
+        return max(0.0, min(self.settings.tick_interval, self._next_tick - time.monotonic()))
+
+    def _show_progress(self) -> None:
+        s = self.scheduler
+        self.progress.update(s.visible_done, s.visible_issued, s.visible_waiting)
+
+    def _maybe_tick(self) -> None:
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + self.settings.tick_interval
+        if self.store.read_shared(KILL_RECORD) is not None:
+            raise WorkflowKilledError(f"the workflow in {self.store.locator} was killed (flow kill)")
+        running = {self._job_of[b]: secs for b, secs in self.batch.running().items() if b in self._job_of}
+        self._events.append(sm.Tick(now, running))
+
+    def _poll_services(self) -> None:
+        for job_id in list(self._starting_services):
+            if self.store.read_shared(SERVICE_STARTED.format(job_id)) is not None:
+                self._starting_services.discard(job_id)
+                self._events.append(sm.ServiceStarted(job_id))
+
+    # ---- batch events in ---------------------------------------------------------------------
+    def _job_ended(self, ended: JobExit) -> sm.JobEnded:
+        job_id = self._job_of.pop(ended.batch_id)
+        del self._batch_of[job_id]
+        self._starting_services.discard(job_id)
+        descs = self._read_finished(job_id)
+        for desc in descs:
+            if desc.state is JobState.RAN and desc.messages:
+                for message in desc.messages:
+                    level, _, text = message.partition("\t")
+                    logger.log(logging.getLevelName(level) if level.isupper() else logging.INFO, "%s: %s", desc.label, text)
+        return sm.JobEnded(
+            job_id, ended.succeeded, _describe_exit(ended), lost=ended.reason is ExitReason.LOST,
+            descriptions=tuple(descs),
+        )
+
+    def _read_finished(self, job_id: str) -> list[JobDescription]:
+        """The job's description, those of jobs it chained into, and any unknown successors."""
+        descs: list[JobDescription] = []
+        current: str | None = job_id
+        while current is not None:
+            desc = self._read(current)
+            descs.append(desc)
+            current = desc.chained_to if desc.state is JobState.RAN else None
+        seen = {d.job_id for d in descs}
+        descs.extend(self._closure((s for d in descs for s in _successors(d)), seen))
+        return descs
+
+    def _closure(self, ids: Iterable[str], seen: set[str] | None = None) -> list[JobDescription]:
+        """Descriptions of the given jobs and their successors, skipping jobs already known."""
+        seen = set() if seen is None else seen
+        out: list[JobDescription] = []
+        stack = list(ids)
+        while stack:
+            job_id = stack.pop()
+            if job_id in seen or self.scheduler.knows(job_id):
+                continue
+            seen.add(job_id)
+            desc = self._read(job_id)
+            out.append(desc)
+            stack.extend(_successors(desc))
+        return out
+
+    def _read(self, job_id: str) -> JobDescription:
+        return JobDescription.loads(self.store.read_job(job_id))
+
+    # ---- instructions out ----------------------------------------------------------------------
+    def _carry_out(self, instructions: Iterable[sm.Instruction]) -> None:
+        for ins in instructions:
+            if isinstance(ins, sm.Issue):
+                self._issue(ins)
+            elif isinstance(ins, sm.Kill):
+                self._kill(ins)
+            elif isinstance(ins, sm.StopService):
+                self.store.write_shared(SERVICE_STOP.format(ins.job_id), b"1")
+            elif isinstance(ins, sm.SaveRetries):
+                self._rewrite(ins.job_id, retries_left=ins.retries_left)
+            elif isinstance(ins, sm.ResetCheckpoint):
+                self._reset_checkpoint(ins)
+            elif isinstance(ins, sm.JobFailed):
+                self._report_failure(ins)
+            elif isinstance(ins, sm.JobRetried):
+                logger.warning("%s failed (%s); %d retr%s left", ins.label, ins.reason,
+                               ins.retries_left, "y" if ins.retries_left == 1 else "ies")
+            elif isinstance(ins, sm.Abort):
+                raise JobGraphDeadlockException(ins.reason)
+
+    def _issue(self, ins: sm.Issue) -> None:
+        job = BatchJob(
+            job_id=ins.job_id, name=ins.label,
+            call=WorkerCall(WORKER_FUNCTION, (self.store.locator, ins.job_id)),
+            cores=ins.cores, memory=ins.memory, disk=ins.disk, accelerators=ins.accelerators,
+            preemptible=ins.preemptible, time_limit=ins.time_limit,
+            environment=self.settings.environment,
+        )
+        try:
+            batch_id = self.batch.issue(job)
+        except ImpossibleRequestError as exc:
+            self._events.append(sm.JobEnded(ins.job_id, False, str(exc), permanent=True))
+            return
+        except SubmissionError as exc:
+            self._events.append(sm.JobEnded(ins.job_id, False, str(exc)))
+            return
+        self._job_of[batch_id] = ins.job_id
+        self._batch_of[ins.job_id] = batch_id
+        if ins.is_service:
+            self._starting_services.add(ins.job_id)
+        logger.debug("issued %s (%s) as batch job %d", ins.label, ins.job_id, batch_id)
+
+    def _kill(self, ins: sm.Kill) -> None:
+        batch_ids = [self._batch_of.pop(j) for j in ins.job_ids if j in self._batch_of]
+        for batch_id in batch_ids:
+            self._job_of.pop(batch_id, None)
+        self.batch.kill(batch_ids)
+        for job_id in ins.job_ids:
+            self._starting_services.discard(job_id)
+            logger.info("killed job %s: %s", job_id, ins.reason)
+
+    def _rewrite(self, job_id: str, retries_left: int) -> None:
+        desc = self._read(job_id)
+        desc.retries_left = retries_left
+        self.store.write_job(job_id, desc.dumps())
+
+    def _reset_checkpoint(self, ins: sm.ResetCheckpoint) -> None:
+        desc = self._read(ins.job_id)
+        desc.state = JobState.PENDING
+        desc.children = list(desc.static_children)
+        desc.follow_ons = list(desc.static_follow_ons)
+        desc.services = list(desc.static_services)
+        desc.chained_to = None
+        desc.retries_left = ins.retries_left
+        self.store.write_job(ins.job_id, desc.dumps())
+        logger.warning("checkpoint %s restarts its subtree", desc.label)
+
+    def _report_failure(self, ins: sm.JobFailed) -> None:
+        raw = self.store.read_log(ins.job_id)
+        tail = raw.decode(errors="replace") if raw else ""
+        self.failed.append(FailedJob(ins.job_id, ins.label, ins.reason, tail))
+        shown = "\n".join("  | " + line for line in tail.rstrip().splitlines()[-40:])
+        logger.error("job %s (%s) failed: %s%s", ins.label, ins.job_id, ins.reason, "\n" + shown if shown else "")
+
+    def kill_all(self) -> None:
+        """Stop everything this leader issued (on failure, Ctrl-C, or abort)."""
+        self.batch.kill(list(self._job_of))
+        self._job_of.clear()
+        self._batch_of.clear()
+
+
+def _successors(desc: JobDescription) -> Iterable[str]:
+    yield from desc.services
+    yield from desc.children
+    yield from desc.follow_ons
+
+
+def _describe_exit(ended: JobExit) -> str:
+    if ended.message:
+        return ended.message
+    if ended.reason is ExitReason.FINISHED:
+        return f"exit code {ended.exit_code}"
+    return f"{ended.reason.value.replace('_', ' ')} (exit code {ended.exit_code})"

@@ -1,0 +1,548 @@
+"""The leader's scheduling decisions: a state machine with no I/O.
+
+Events (frozen dataclasses) go in through :meth:`Scheduler.step`; instructions come out. The
+thin loop in :mod:`flow.core.leader` reads job descriptions from the job store, talks to the batch
+system, and translates both ways. One :class:`JobRecord` per job, with a :class:`Status` enum.
+
+Semantics (Toil's): a job runs once all its predecessors have reached it; after its body ran,
+its services start, then its children run, then (once every child's subtree is done) its
+follow-ons; then its services stop and the job is done, which its predecessors count. A failed
+job's successors never run; independent branches finish; failure propagates up once a phase has
+settled, and a checkpoint job with retries left re-runs its whole subtree instead of failing.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flow.core.description import JobDescription, JobState
+
+
+class Status(enum.Enum):
+    WAITING = "waiting"  # known; not all predecessors have reached it
+    ISSUED = "issued"  # handed to the batch system (queued or running)
+    STARTING_SERVICES = "starting_services"  # body ran; waiting for its services to start
+    RUNNING_SUCCESSORS = "running_successors"  # body ran; children or follow-ons under way
+    STOPPING_SERVICES = "stopping_services"  # successors settled; waiting for services to exit
+    SERVICE_RUNNING = "service_running"  # a service host that has started
+    DONE = "done"
+    FAILED = "failed"  # settled as failed: its own failure or one in its subtree
+    BLOCKED = "blocked"  # will never run: a predecessor failed
+
+
+SETTLED = frozenset({Status.DONE, Status.FAILED, Status.BLOCKED})
+
+
+# ---- events --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Started:
+    """A new run (or a restart): the root and every description read so far."""
+
+    root_id: str
+    descriptions: tuple[JobDescription, ...]
+
+
+@dataclass(frozen=True)
+class JobEnded:
+    """A batch job for ``job_id`` ended. ``descriptions`` holds the job's description as stored
+    now, the descriptions of any successors the scheduler did not know (see :meth:`Scheduler.knows`),
+    and of chained jobs the worker ran after it."""
+
+    job_id: str
+    succeeded: bool
+    reason: str = ""
+    lost: bool = False
+    descriptions: tuple[JobDescription, ...] = ()
+    #: The job can never run (e.g. an impossible resource request): no retries.
+    permanent: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceStarted:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passes. ``running`` maps started job ids to their seconds of run time."""
+
+    now: float
+    running: Mapping[str, float] = field(default_factory=dict)
+
+
+Event = Started | JobEnded | ServiceStarted | Tick
+
+
+# ---- instructions --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Issue:
+    job_id: str
+    label: str
+    cores: float
+    memory: int
+    disk: int
+    accelerators: int
+    preemptible: bool
+    time_limit: float | None
+    is_service: bool
+
+
+@dataclass(frozen=True)
+class Kill:
+    job_ids: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class StopService:
+    job_id: str
+
+
+@dataclass(frozen=True)
+class SaveRetries:
+    """Persist a job's remaining retries (so that a restart keeps counting)."""
+
+    job_id: str
+    retries_left: int
+
+
+@dataclass(frozen=True)
+class ResetCheckpoint:
+    """Rewrite a checkpoint job as not run, with only its original successors."""
+
+    job_id: str
+    retries_left: int
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """A job failed for good (no retries left); for the log and the final report."""
+
+    job_id: str
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobRetried:
+    job_id: str
+    label: str
+    reason: str
+    retries_left: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    succeeded: bool
+
+
+@dataclass(frozen=True)
+class Abort:
+    reason: str
+
+
+Instruction = Issue | Kill | StopService | SaveRetries | ResetCheckpoint | JobFailed | JobRetried | Finished | Abort
+
+
+@dataclass(frozen=True)
+class Defaults:
+    cores: float = 1.0
+    memory: int = 2 * 1024**3
+    disk: int = 2 * 1024**3
+    retry_count: int = 1
+    max_job_duration: float | None = None
+    deadlock_wait: float = 60.0
+    max_lost_reissues: int = 3
+
+
+class JobRecord:
+    """Everything the leader tracks for one job."""
+
+    __slots__ = (
+        "job_id", "label", "hidden", "is_service", "checkpoint", "requests", "time_limit",
+        "status", "stored_ran", "retries_left", "lost_reissues", "preds_needed", "preds_arrived",
+        "parents", "children", "follow_ons", "services", "phase", "outstanding", "phase_failed",
+        "services_pending", "services_alive", "owner", "reason", "stop_sent",
+    )
+
+    def __init__(self, desc: JobDescription, defaults: Defaults) -> None:
+        self.job_id = desc.job_id
+        self.label = desc.label
+        self.hidden = desc.hidden
+        self.is_service = desc.is_service
+        self.checkpoint = desc.checkpoint
+        self.requests = (
+            defaults.cores if desc.cores is None else desc.cores,
+            defaults.memory if desc.memory is None else desc.memory,
+            defaults.disk if desc.disk is None else desc.disk,
+            desc.accelerators,
+            desc.preemptible,
+        )
+        limits = [t for t in (desc.time_limit, defaults.max_job_duration) if t is not None]
+        self.time_limit = min(limits) if limits else None
+        self.status = Status.WAITING
+        self.retries_left = desc.retries_left if desc.retries_left >= 0 else defaults.retry_count
+        self.lost_reissues = 0
+        self.preds_needed = desc.predecessors
+        self.preds_arrived = 0
+        self.parents: list[str] = []
+        self.owner = ""
+        self.reason = ""
+        self.stop_sent = False
+        self.phase = 0
+        self.outstanding = 0
+        self.phase_failed = False
+        self.services_pending = 0
+        self.services_alive = 0
+        self.update_from(desc)
+
+    def update_from(self, desc: JobDescription) -> None:
+        self.stored_ran = desc.state is JobState.RAN
+        self.children = tuple(desc.children)
+        self.follow_ons = tuple(desc.follow_ons)
+        self.services = tuple(desc.services)
+
+    def successors(self) -> Iterable[str]:
+        yield from self.services
+        yield from self.children
+        yield from self.follow_ons
+
+
+class Scheduler:
+    """The state machine. ``step(event)`` returns the instructions it leads to.
+
+    Transitions that cascade (a chain of finished jobs settling its predecessors, a restart
+    replaying thousands of stored runs) go through an agenda drained iteratively, so depth never
+    grows with the graph.
+    """
+
+    def __init__(self, defaults: Defaults | None = None) -> None:
+        self.defaults = defaults or Defaults()
+        self.jobs: dict[str, JobRecord] = {}
+        self.root_id = ""
+        self.finished: bool | None = None  # None while running, then success or not
+        self.failed: dict[str, str] = {}  # job id -> reason, jobs that failed for good
+        self.visible_done = 0
+        self.visible_issued = 0
+        self.visible_waiting = 0
+        self._out: list[Instruction] = []
+        self._agenda: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._deadlock_since: float | None = None
+
+    # ---- queries (no state change) ---------------------------------------------------------
+    def knows(self, job_id: str) -> bool:
+        return job_id in self.jobs
+
+    def record(self, job_id: str) -> JobRecord:
+        return self.jobs[job_id]
+
+    def issued(self) -> list[str]:
+        live = (Status.ISSUED, Status.SERVICE_RUNNING)
+        return [j.job_id for j in self.jobs.values() if j.status in live]
+
+    # ---- the one entry point -------------------------------------------------------------------
+    def step(self, event: Event) -> list[Instruction]:
+        if isinstance(event, Started):
+            self._on_started(event)
+        elif isinstance(event, JobEnded):
+            self._on_job_ended(event)
+        elif isinstance(event, ServiceStarted):
+            self._on_service_started(event.job_id)
+        elif isinstance(event, Tick):
+            self._on_tick(event)
+        while self._agenda:
+            action, args = self._agenda.popleft()
+            action(*args)
+        out, self._out = self._out, []
+        return out
+
+    def _later(self, action: Callable[..., None], *args: Any) -> None:
+        self._agenda.append((action, args))
+
+    # ---- event handlers --------------------------------------------------------------------
+    def _on_started(self, event: Started) -> None:
+        self._learn(event.descriptions)
+        self.root_id = event.root_id
+        root = self.jobs[event.root_id]
+        root.preds_needed = 0
+        self._ready(root)
+
+    def _on_job_ended(self, event: JobEnded) -> None:
+        rec = self.jobs.get(event.job_id)
+        if rec is None or rec.status not in (Status.ISSUED, Status.SERVICE_RUNNING):
+            return  # a late report for a job already killed or settled
+        self._learn(event.descriptions)
+        if rec.is_service:
+            self._service_exited(rec, event)
+            return
+        self._set_status(rec, Status.WAITING)
+        chain = self._chain(rec, {d.job_id: d for d in event.descriptions})
+        # A committed run is the truth: only a job that did not commit has failed.
+        culprit = next((r for r in chain if not r.stored_ran), None)
+        if culprit is not None:
+            reason = event.reason or "the worker exited without finishing the job"
+            if event.permanent:
+                culprit.reason, culprit.retries_left = reason, -1
+            else:
+                self._attempt_failed(culprit, reason, event.lost)
+        self._ready(rec)
+
+    def _chain(self, rec: JobRecord, descs: Mapping[str, JobDescription]) -> list[JobRecord]:
+        """The job and the successors its worker ran after it, in order."""
+        chain = [rec]
+        desc = descs.get(rec.job_id)
+        while desc is not None and desc.state is JobState.RAN and desc.chained_to:
+            nxt = self.jobs.get(desc.chained_to)
+            if nxt is None:
+                break
+            chain.append(nxt)
+            desc = descs.get(nxt.job_id)
+        return chain
+
+    def _attempt_failed(self, rec: JobRecord, reason: str, lost: bool) -> None:
+        """Count a failed attempt; the job re-runs when it becomes ready, if retries remain."""
+        rec.reason = reason
+        if lost and rec.lost_reissues < self.defaults.max_lost_reissues:
+            rec.lost_reissues += 1
+            self._out.append(JobRetried(rec.job_id, rec.label, reason, rec.retries_left))
+            return
+        rec.retries_left -= 1
+        if rec.retries_left >= 0:
+            self._out.append(JobRetried(rec.job_id, rec.label, reason, rec.retries_left))
+            self._out.append(SaveRetries(rec.job_id, rec.retries_left))
+
+    def _on_service_started(self, job_id: str) -> None:
+        host = self.jobs.get(job_id)
+        if host is None or host.status is not Status.ISSUED:
+            return
+        self._set_status(host, Status.SERVICE_RUNNING)
+        owner = self.jobs[host.owner]
+        if owner.status is Status.STOPPING_SERVICES and not host.stop_sent:
+            host.stop_sent = True
+            self._out.append(StopService(job_id))
+            return
+        owner.services_pending -= 1
+        if owner.services_pending == 0 and owner.status is Status.STARTING_SERVICES:
+            self._begin_phase(owner, 0)
+
+    def _on_tick(self, event: Tick) -> None:
+        for job_id, seconds in event.running.items():
+            rec = self.jobs.get(job_id)
+            if rec is None or rec.is_service or rec.status is not Status.ISSUED:
+                continue
+            if rec.time_limit and seconds > rec.time_limit:
+                self._out.append(Kill((job_id,), f"ran longer than its limit of {rec.time_limit:g} s"))
+                self._on_job_ended(JobEnded(
+                    job_id, False, f"killed after {seconds:.0f} s: over its time limit of {rec.time_limit:g} s"
+                ))
+        self._check_deadlock(event)
+
+    def _check_deadlock(self, event: Tick) -> None:
+        started = [self.jobs[j] for j in event.running if j in self.jobs]
+        only_services = bool(started) and all(r.is_service for r in started)
+        waiting = 0
+        if only_services:
+            running = set(event.running)
+            waiting = sum(
+                1 for j in self.jobs.values()
+                if j.status is Status.ISSUED and not j.is_service and j.job_id not in running
+            )
+        if not waiting:
+            self._deadlock_since = None
+        elif self._deadlock_since is None:
+            self._deadlock_since = event.now
+        elif event.now - self._deadlock_since >= self.defaults.deadlock_wait:
+            self._out.append(Abort(
+                f"deadlock: only services have been running for {self.defaults.deadlock_wait:g} s "
+                f"while {waiting} job(s) wait for the resources they hold; give the run more "
+                "cores or memory (--maxCores, --maxMemory) or let the services ask for less"
+            ))
+
+    # ---- transitions ------------------------------------------------------------------------
+    def _learn(self, descs: Iterable[JobDescription]) -> None:
+        for desc in descs:
+            rec = self.jobs.get(desc.job_id)
+            if rec is None:
+                rec = self.jobs[desc.job_id] = JobRecord(desc, self.defaults)
+                if not rec.hidden:
+                    self.visible_waiting += 1
+            elif rec.status is Status.WAITING or rec.status is Status.ISSUED:
+                rec.update_from(desc)
+
+    def _set_status(self, rec: JobRecord, status: Status) -> None:
+        if not rec.hidden:
+            for st, delta in ((rec.status, -1), (status, 1)):
+                if st is Status.WAITING:
+                    self.visible_waiting += delta
+                elif st is Status.ISSUED:
+                    self.visible_issued += delta
+                elif st is Status.DONE:
+                    self.visible_done += delta
+        rec.status = status
+
+    def _ready(self, rec: JobRecord) -> None:
+        """All predecessors have reached ``rec``: run it (or take its stored run)."""
+        if rec.stored_ran:
+            self._ran(rec)
+        elif rec.retries_left < 0:
+            self._fail(rec, rec.reason)
+        else:
+            self._set_status(rec, Status.ISSUED)
+            cores, memory, disk, accelerators, preemptible = rec.requests
+            self._out.append(Issue(
+                rec.job_id, rec.label, cores, memory, disk, accelerators, preemptible,
+                rec.time_limit, rec.is_service,
+            ))
+
+    def _ran(self, rec: JobRecord) -> None:
+        """The job's body has run; start its services, then its successor phases."""
+        hosts = [self.jobs[h] for h in rec.services]
+        rec.services_alive = rec.services_pending = 0
+        for host in hosts:
+            host.owner = rec.job_id
+            if host.stored_ran:  # restart: it ran and stopped before the crash
+                self._set_status(host, Status.DONE)
+            else:
+                rec.services_alive += 1
+                rec.services_pending += 1
+        if rec.services_pending:
+            self._set_status(rec, Status.STARTING_SERVICES)
+            for host in hosts:
+                if host.status is Status.WAITING:
+                    self._ready(host)
+        else:
+            self._begin_phase(rec, 0)
+
+    def _begin_phase(self, rec: JobRecord, phase: int) -> None:
+        members = rec.children if phase == 0 else rec.follow_ons
+        if not members:
+            if phase == 0:
+                self._begin_phase(rec, 1)
+            else:
+                self._finish(rec)
+            return
+        self._set_status(rec, Status.RUNNING_SUCCESSORS)
+        rec.phase, rec.outstanding, rec.phase_failed = phase, len(members), False
+        for member_id in members:
+            member = self.jobs[member_id]
+            member.parents.append(rec.job_id)
+            member.preds_arrived += 1
+            if member.status in SETTLED:
+                self._later(self._notify_parent, rec, member.status is Status.DONE)
+            elif member.status is Status.WAITING and member.preds_arrived >= member.preds_needed:
+                self._later(self._ready, member)
+
+    def _notify_parent(self, parent: JobRecord, ok: bool) -> None:
+        parent.outstanding -= 1
+        if not ok:
+            parent.phase_failed = True
+        if parent.outstanding == 0 and parent.status is Status.RUNNING_SUCCESSORS:
+            if parent.phase_failed:
+                self._finish(parent, failed=True)
+            elif parent.phase == 0:
+                self._begin_phase(parent, 1)
+            else:
+                self._finish(parent)
+
+    def _finish(self, rec: JobRecord, failed: bool = False) -> None:
+        """Successors settled (or can never run): stop the job's services, then settle it."""
+        rec.phase_failed = failed
+        if failed:
+            for job_id in rec.successors():
+                if job_id in self.jobs:
+                    self._later(self._block, self.jobs[job_id])
+        if rec.services_alive:
+            self._set_status(rec, Status.STOPPING_SERVICES)
+            for host_id in rec.services:
+                host = self.jobs[host_id]
+                if host.stop_sent or host.status in SETTLED:
+                    continue
+                host.stop_sent = True
+                if host.status is Status.SERVICE_RUNNING:
+                    self._out.append(StopService(host_id))
+                else:
+                    self._out.append(Kill((host_id,), "its job ended before the service started"))
+                    self._later(self._service_exited, host, JobEnded(host_id, True))
+            return
+        if failed and rec.checkpoint and rec.retries_left > 0:
+            self._restart_checkpoint(rec)
+            return
+        self._later(self._settle, rec, not failed)
+
+    def _service_exited(self, host: JobRecord, event: JobEnded) -> None:
+        expected = host.stop_sent
+        ok = event.succeeded and expected
+        self._set_status(host, Status.DONE if ok else Status.FAILED)
+        owner = self.jobs.get(host.owner)
+        if owner is None:
+            return
+        owner.services_alive -= 1
+        if not ok:
+            reason = event.reason or "the service exited before it was asked to stop"
+            self._record_failure(host, f"service failed: {reason}")
+            owner.phase_failed = True
+            if owner.status is Status.STARTING_SERVICES:
+                self._finish(owner, failed=True)
+                return
+        if owner.status is Status.STOPPING_SERVICES and owner.services_alive == 0:
+            self._finish(owner, failed=owner.phase_failed)
+
+    def _restart_checkpoint(self, rec: JobRecord) -> None:
+        """Forget the subtree and run the checkpoint job again."""
+        for job_id in self._subtree(rec):
+            gone = self.jobs.pop(job_id)
+            self._set_status(gone, Status.BLOCKED)
+            self.failed.pop(job_id, None)
+        rec.retries_left -= 1
+        rec.stored_ran = False
+        rec.children = rec.follow_ons = rec.services = ()
+        self._out.append(ResetCheckpoint(rec.job_id, rec.retries_left))
+        self._out.append(JobRetried(rec.job_id, rec.label, "a job in its subtree failed", rec.retries_left))
+        self._set_status(rec, Status.WAITING)
+        self._ready(rec)
+
+    def _subtree(self, rec: JobRecord) -> list[str]:
+        seen: set[str] = set()
+        stack = list(rec.successors())
+        while stack:
+            job_id = stack.pop()
+            if job_id in seen or job_id not in self.jobs:
+                continue
+            seen.add(job_id)
+            stack.extend(self.jobs[job_id].successors())
+        return list(seen)
+
+    def _fail(self, rec: JobRecord, reason: str) -> None:
+        """The job itself failed for good: block its successors, settle it."""
+        self._record_failure(rec, reason)
+        for job_id in rec.successors():
+            if job_id in self.jobs:
+                self._later(self._block, self.jobs[job_id])
+        self._later(self._settle, rec, False)
+
+    def _record_failure(self, rec: JobRecord, reason: str) -> None:
+        self.failed[rec.job_id] = reason
+        self._out.append(JobFailed(rec.job_id, rec.label, reason))
+
+    def _block(self, rec: JobRecord) -> None:
+        """``rec`` can never run. Settle it for predecessors that already reached it."""
+        if rec.status is not Status.WAITING:
+            return
+        self._set_status(rec, Status.BLOCKED)
+        for job_id in rec.successors():
+            if job_id in self.jobs:
+                self._later(self._block, self.jobs[job_id])
+        for parent_id in rec.parents:
+            self._later(self._notify_parent, self.jobs[parent_id], False)
+
+    def _settle(self, rec: JobRecord, ok: bool) -> None:
+        self._set_status(rec, Status.DONE if ok else Status.FAILED)
+        for parent_id in rec.parents:
+            self._later(self._notify_parent, self.jobs[parent_id], ok)
+        if rec.job_id == self.root_id:
+            self.finished = ok and not self.failed
+            self._out.append(Finished(self.finished))

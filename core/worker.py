@@ -1,0 +1,294 @@
+"""The worker: run one job, commit its completion durably, then chain into its successor.
+
+``run_job(locator, job_id)`` is what batch systems call (``flow.core.worker:run_job``). The
+commit point of a job is the atomic rewrite of its description with ``state=RAN`` and its
+successors; everything the job created (new jobs, its return value) is written before it, so a
+kill -9 at any moment re-runs at most the job that was running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dill
+from flow.core import promise
+from flow.core.description import INLINE_LIMIT, JobDescription, JobState
+from flow.core.filestore import FileStore
+from flow.core.job import Job
+from flow.jobstores.abstract import JobStore
+from flow.jobstores.registry import open_job_store
+
+logger = logging.getLogger(__name__)
+
+CONFIG_RECORD = "config"
+LOG_TAIL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What workers need to know about the run (stored once in the job store)."""
+
+    workflow_id: str
+    work_dir: str
+    log_level: int = logging.INFO
+    stats: bool = False
+    default_cores: float = 1.0
+    default_memory: int = 2 * 1024**3
+    default_disk: int = 2 * 1024**3
+    chaining: bool = True
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self)
+
+
+_stores: dict[str, tuple[JobStore, WorkerConfig]] = {}
+_made_dirs: set[str] = set()
+
+
+def _open(locator: str) -> tuple[JobStore, WorkerConfig]:
+    cached = _stores.get(locator)
+    if cached is None:
+        store = open_job_store(locator)
+        raw = store.read_shared(CONFIG_RECORD)
+        if raw is None:
+            raise RuntimeError(f"job store {locator} has no run configuration")
+        config = pickle.loads(raw)
+        cached = _stores[locator] = (store, config)
+        logging.basicConfig(
+            level=config.log_level, stream=sys.stderr,
+            format="[%(asctime)s] %(levelname)s %(name)s: %(message)s",
+        )
+    return cached
+
+
+def run_job(locator: str, job_id: str) -> int:
+    """Run job ``job_id`` and any successors it can chain into. 0 if all committed."""
+    store, config = _open(locator)
+    current: str | None = job_id
+    while current is not None:
+        desc = JobDescription.loads(store.read_job(current))
+        if desc.state is JobState.RAN:
+            return 0  # already committed (e.g. reissued after a leader restart)
+        ok, nxt = _run_one(store, config, desc)
+        if not ok:
+            return 1
+        current = nxt
+    return 0
+
+
+def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tuple[bool, str | None]:
+    temp_root = os.path.join(config.work_dir, f"flow-{config.workflow_id}")
+    if temp_root not in _made_dirs:
+        os.makedirs(temp_root, exist_ok=True)
+        _made_dirs.add(temp_root)
+    file_store = FileStore(store, desc.job_id, temp_root)
+    log_path = os.path.join(temp_root, f"worker-{os.getpid()}.log")
+    usage = _Usage(config.stats)
+    try:
+        with _captured_output(log_path):
+            try:
+                job = _load_job(store, desc)
+                job._fileStore = file_store
+                value = job.run(file_store)
+                nxt = _commit(store, config, job, value, file_store)
+            except BaseException:
+                traceback.print_exc()
+                raise
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        _save_log(store, desc.job_id, log_path, exc)
+        return False, None
+    finally:
+        file_store.close()
+    if config.stats:
+        store.append_stats(pickle.dumps(usage.record(desc)))
+    return True, nxt
+
+
+def read_return_value(store: JobStore, job_id: str) -> Any:
+    """A job's return value (inline in its description, or its result record)."""
+    desc = JobDescription.loads(store.read_job(job_id))
+    raw = desc.result if desc.result is not None else store.read_result(job_id)
+    if raw is None:
+        raise promise.PromiseError(
+            f"a promise of job {desc.label} ({job_id}) was read before that job returned; "
+            "promises may only be passed to successors of the job that makes them"
+        )
+    return dill.loads(raw)
+
+
+def _load_job(store: JobStore, desc: JobDescription) -> Job:
+    with promise.resolving(lambda job_id: read_return_value(store, job_id)):
+        job = dill.loads(desc.body if desc.body is not None else store.read_body(desc.job_id))
+    if not isinstance(job, Job):
+        raise TypeError(f"job body of {desc.job_id} is a {type(job).__name__}, not a Job")
+    job._description = desc
+    return job
+
+
+def _commit(store: JobStore, config: WorkerConfig, job: Job, value: Any, file_store: FileStore) -> str | None:
+    """Write what the job created, then the job's RAN record (the commit point)."""
+    desc = job._description
+    new_jobs = collect_new_jobs(job)
+    if new_jobs:
+        job.checkJobGraphAcylic()
+    new_descs = write_new_jobs(store, new_jobs)
+    if desc.has_promises:
+        result = dill.dumps(value, recurse=True)
+        if len(result) <= INLINE_LIMIT:
+            desc.result = result
+        else:
+            store.write_result(desc.job_id, result)
+    desc.children = desc.children + [j.jobStoreID for j in job._children]
+    desc.follow_ons = desc.follow_ons + [j.jobStoreID for j in job._follow_ons]
+    desc.services = desc.services + [j.jobStoreID for j in job._services]
+    desc.messages = file_store.messages
+    desc.state = JobState.RAN
+    desc.attempts += 1
+    desc.chained_to = _chain_target(store, config, desc, {d.job_id: d for d in new_descs})
+    store.write_job(desc.job_id, desc.dumps())
+    file_store.commit()
+    return desc.chained_to
+
+
+def collect_new_jobs(job: Job) -> list[Job]:
+    """The in-memory jobs reachable from ``job`` through successor links (not ``job`` itself)."""
+    seen = {id(job)}
+    order: list[Job] = []
+    stack = list(job._successors())
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        order.append(current)
+        stack.extend(current._successors())
+    return order
+
+
+def write_new_jobs(store: JobStore, jobs: Iterable[Job]) -> list[JobDescription]:
+    """Write bodies, then descriptions, of new jobs. Returns their descriptions."""
+    descs = []
+    for job in jobs:
+        desc = job._description
+        desc.children = [j.jobStoreID for j in job._children]
+        desc.follow_ons = [j.jobStoreID for j in job._follow_ons]
+        desc.services = [j.jobStoreID for j in job._services]
+        desc.static_children = list(desc.children)
+        desc.static_follow_ons = list(desc.follow_ons)
+        desc.static_services = list(desc.services)
+        desc.predecessors = max(1, len(job._predecessors))
+        body = dill.dumps(job, recurse=True)
+        if len(body) <= INLINE_LIMIT:
+            desc.body = body
+        else:
+            store.write_body(desc.job_id, body)
+        descs.append(desc)
+    for desc in descs:
+        store.write_job(desc.job_id, desc.dumps())
+    return descs
+
+
+def _chain_target(
+    store: JobStore, config: WorkerConfig, desc: JobDescription, known: dict[str, JobDescription]
+) -> str | None:
+    """The single successor this worker can run next, as Toil chains, or None."""
+    successors = desc.children + desc.follow_ons
+    if not config.chaining or len(successors) != 1 or desc.services:
+        return None
+    nxt = known.get(successors[0])
+    if nxt is None:
+        nxt = JobDescription.loads(store.read_job(successors[0]))
+    if nxt.predecessors != 1 or nxt.is_service or nxt.state is JobState.RAN or nxt.checkpoint:
+        return None
+
+    def need(d: JobDescription) -> tuple[float, int, int]:
+        return (
+            config.default_cores if d.cores is None else d.cores,
+            config.default_memory if d.memory is None else d.memory,
+            config.default_disk if d.disk is None else d.disk,
+        )
+
+    fits = all(a <= b for a, b in zip(need(nxt), need(desc), strict=True))
+    fits = fits and nxt.accelerators <= desc.accelerators and (desc.preemptible or not nxt.preemptible)
+    return nxt.job_id if fits else None
+
+
+@contextlib.contextmanager
+def _captured_output(path: str) -> Iterator[None]:
+    """Send file descriptors 1 and 2 (the job's prints, its subprocesses) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _save_log(store: JobStore, job_id: str, log_path: str, exc: BaseException) -> None:
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - LOG_TAIL_BYTES))
+            tail = handle.read()
+    except OSError:
+        tail = b""
+    if not tail.strip():
+        tail = "".join(traceback.format_exception(exc)).encode()
+    store.write_log(job_id, tail)
+
+
+class _Usage:
+    """CPU time, wall time and peak memory of one job (for ``--stats``)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.start = time.time()
+        self.self_cpu = self.child_cpu = 0.0
+        if enabled:
+            with contextlib.suppress(OSError):
+                with open("/proc/self/clear_refs", "w") as handle:
+                    handle.write("5")  # reset this process's peak RSS
+            self.self_cpu, self.child_cpu = self._cpu()
+
+    @staticmethod
+    def _cpu() -> tuple[float, float]:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+    def record(self, desc: JobDescription) -> dict[str, Any]:
+        me, kids = self._cpu()
+        peak = 0
+        with contextlib.suppress(OSError):
+            with open("/proc/self/status") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        peak = int(line.split()[1]) * 1024
+        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+        return {
+            "job_id": desc.job_id, "kind": desc.name, "hidden": desc.hidden,
+            "wall": time.time() - self.start,
+            "cpu": (me - self.self_cpu) + (kids - self.child_cpu),
+            "memory": peak, "end": time.time(),
+        }

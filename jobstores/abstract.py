@@ -1,0 +1,203 @@
+"""The job store contract: durable, byte-level storage for one workflow.
+
+A job store holds everything a run needs to resume with ``--restart``: job descriptions,
+job bodies, return values, global files, logs, statistics and a few named "shared" records.
+It knows nothing about jobs beyond opaque bytes; the core serialises its own records.
+
+Every write is atomic: a reader sees the old bytes or the new bytes, never a mix, and a
+process killed mid-write leaves the old value in place. Concurrent workers (processes, possibly
+on several hosts sharing a file system) may call these methods at the same time.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import IO
+
+
+class JobStoreError(Exception):
+    """Base class of job-store errors; ``locator`` names the store."""
+
+    def __init__(self, locator: str, message: str) -> None:
+        super().__init__(f"job store {locator!r}: {message}")
+        self.locator = locator
+
+
+class NoSuchJobStoreError(JobStoreError):
+    """The locator names no job store (nothing there, or an empty directory)."""
+
+
+class JobStoreExistsError(JobStoreError):
+    """``create`` was asked for a locator that already holds a job store."""
+
+
+class CorruptJobStoreError(JobStoreError):
+    """Something is there but is not a readable flow job store (foreign or damaged)."""
+
+
+class NoSuchJobError(JobStoreError):
+    """A job id with no record in the store."""
+
+    def __init__(self, locator: str, job_id: str) -> None:
+        super().__init__(locator, f"no job {job_id!r}")
+        self.job_id = job_id
+
+
+class NoSuchFileError(JobStoreError):
+    """A file id with no file in the store."""
+
+    def __init__(self, locator: str, file_id: str) -> None:
+        super().__init__(locator, f"no file {file_id!r}")
+        self.file_id = file_id
+
+
+class JobStore(abc.ABC):
+    """One workflow's durable state. Subclasses are found through ``flow.jobstores.registry``."""
+
+    #: URL scheme of this store kind, e.g. "file".
+    scheme: str = ""
+
+    def __init__(self, locator: str) -> None:
+        self.locator = locator
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def create(cls, locator: str) -> JobStore:
+        """Make a new, empty store. Raises JobStoreExistsError if one is there already."""
+
+    @classmethod
+    @abc.abstractmethod
+    def open(cls, locator: str) -> JobStore:
+        """Open an existing store. NoSuchJobStoreError / CorruptJobStoreError otherwise."""
+
+    @classmethod
+    @abc.abstractmethod
+    def exists(cls, locator: str) -> bool:
+        """True if a flow job store is at the locator."""
+
+    @abc.abstractmethod
+    def destroy(self) -> None:
+        """Delete the store and everything in it. Idempotent."""
+
+    # ---- named shared records (config, root job id, kill flag ...) --------------------------
+    @abc.abstractmethod
+    def write_shared(self, name: str, data: bytes) -> None:
+        """Atomically (re)write the shared record ``name`` (a simple identifier)."""
+
+    @abc.abstractmethod
+    def read_shared(self, name: str) -> bytes | None:
+        """The shared record's bytes, or None when absent."""
+
+    @abc.abstractmethod
+    def delete_shared(self, name: str) -> None:
+        """Remove a shared record; no error if absent."""
+
+    # ---- jobs --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def new_job_id(self) -> str:
+        """A fresh unique job id (no record is written yet)."""
+
+    @abc.abstractmethod
+    def write_job(self, job_id: str, description: bytes) -> None:
+        """Atomically (re)write a job's description."""
+
+    @abc.abstractmethod
+    def read_job(self, job_id: str) -> bytes:
+        """A job's description bytes. NoSuchJobError if absent."""
+
+    @abc.abstractmethod
+    def job_exists(self, job_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def delete_job(self, job_id: str) -> None:
+        """Remove a job's description, body, result and log; no error if absent."""
+
+    @abc.abstractmethod
+    def list_jobs(self) -> Iterator[str]:
+        """Ids of all jobs with a description."""
+
+    @abc.abstractmethod
+    def write_body(self, job_id: str, body: bytes) -> None:
+        """Atomically write the serialised job object (the code that runs)."""
+
+    @abc.abstractmethod
+    def read_body(self, job_id: str) -> bytes:
+        """The job body. NoSuchJobError if absent."""
+
+    @abc.abstractmethod
+    def write_result(self, job_id: str, result: bytes) -> None:
+        """Atomically write the job's serialised return value (what its promises resolve to)."""
+
+    @abc.abstractmethod
+    def read_result(self, job_id: str) -> bytes | None:
+        """The job's return value bytes, or None if the job has not returned yet."""
+
+    @abc.abstractmethod
+    def write_log(self, job_id: str, text: bytes) -> None:
+        """Atomically store the (tail of the) log of a job's last attempt."""
+
+    @abc.abstractmethod
+    def read_log(self, job_id: str) -> bytes | None: ...
+
+    # ---- global files ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def write_file(self, local_path: str, job_id: str | None = None, link: bool = False) -> str:
+        """Store a copy of a local file; return its new file id.
+
+        With ``link=True`` the store may hard-link the file instead of copying it when both are on
+        one file system (the caller promises not to modify the local file afterwards).
+        ``job_id`` (the writing job) is recorded for cleanup; it may be None (imports).
+        The file id ends with the local file's base name so that reads can keep it.
+        """
+
+    @abc.abstractmethod
+    def write_file_stream(
+        self, job_id: str | None = None, basename: str | None = None
+    ) -> AbstractContextManager[tuple[IO[bytes], str]]:
+        """Context manager yielding ``(writable binary stream, file_id)``.
+
+        The file becomes visible under the id only when the block exits without an exception.
+        """
+
+    @abc.abstractmethod
+    def update_file(self, file_id: str, local_path: str) -> None:
+        """Atomically replace an existing file's content with a local file's."""
+
+    @abc.abstractmethod
+    def read_file(self, file_id: str, local_path: str, link: bool = False, symlink: bool = False) -> None:
+        """Materialise a stored file at ``local_path`` (which must not exist).
+
+        ``link=True`` allows a hard link (read-only use), ``symlink=True`` a symbolic link; either
+        falls back to a copy when impossible. NoSuchFileError if the id is unknown.
+        """
+
+    @abc.abstractmethod
+    def read_file_stream(self, file_id: str) -> AbstractContextManager[IO[bytes]]:
+        """Context manager yielding a readable binary stream of the file."""
+
+    @abc.abstractmethod
+    def file_exists(self, file_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def file_size(self, file_id: str) -> int:
+        """Size in bytes. NoSuchFileError if absent."""
+
+    @abc.abstractmethod
+    def delete_file(self, file_id: str) -> None:
+        """Remove a file; no error if absent."""
+
+    @abc.abstractmethod
+    def local_path(self, file_id: str) -> str | None:
+        """A path on this host where the file can be read directly, or None (non-file stores)."""
+
+    # ---- statistics ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def append_stats(self, record: bytes) -> None:
+        """Add one statistics record (safe from concurrent writers)."""
+
+    @abc.abstractmethod
+    def read_stats(self) -> Iterator[bytes]:
+        """All statistics records written so far, in no particular order."""

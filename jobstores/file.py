@@ -1,0 +1,514 @@
+"""The file job store: one directory on a local or shared POSIX file system.
+
+Layout under the store root (mode 0700)::
+
+    flow-jobstore.json                   marker, written last by ``create``
+    jobs/<id[:2]>/<id>.job|.body|.result|.log
+    files/<tok[:2]>/<tok>/<basename>     file id "<tok[:2]>/<tok>/<basename>"
+    shared/<name>
+    stats/<tok[:2]>/<tok>.rec            one file per record
+
+Every write goes to a hidden temp file (``.tmp-<pid>-<random>``) in the target's directory and is
+renamed over the target, so readers see the old or the new bytes and a killed process leaves the
+old value (plus at worst a stray temp file, which every listing ignores). Shard directories are
+made lazily: a write tries first and makes the missing shard only on FileNotFoundError, so the hot
+path costs no extra ``stat``/``mkdir``, and a store destroyed under a worker is never re-created.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import IO
+
+from flow.jobstores.abstract import (
+    CorruptJobStoreError,
+    JobStore,
+    JobStoreExistsError,
+    NoSuchFileError,
+    NoSuchJobError,
+    NoSuchJobStoreError,
+)
+from flow.jobstores.registry import split_locator
+
+MARKER = "flow-jobstore.json"
+FORMAT = "flow-file-jobstore"
+VERSION = 1
+TMP_PREFIX = ".tmp-"
+_SUBDIRS = ("jobs", "files", "shared", "stats")
+_JOB_SUFFIXES = (".job", ".body", ".result", ".log")
+_CHUNK = 1 << 20
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_TOKEN = re.compile(r"[a-z2-7]{16}")
+_FOREIGN = (
+    "{root} is not empty but has no " + MARKER + " marker, so it is not a flow job store "
+    "(or its creation was interrupted); refusing to touch it."
+)
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}")
+
+
+def _token() -> str:
+    """16 lowercase base32 characters (80 random bits): unique across processes and hosts,
+    and safe on case-insensitive file systems."""
+    return base64.b32encode(os.urandom(10)).decode("ascii").lower()
+
+
+def _tmp_path(directory: str) -> str:
+    return f"{directory}/{TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
+
+
+def _mkdir(path: str) -> None:
+    with suppress(FileExistsError):
+        os.mkdir(path)
+
+
+def _unlink_quiet(path: str) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_basename(name: str) -> str:
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise ValueError(f"invalid file base name {name!r}")
+    return name
+
+
+def _marker_problem(raw: bytes) -> str | None:
+    """What is wrong with the marker's content, or None."""
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return "is not valid JSON"
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        return f"does not describe a {FORMAT} store"
+    version = info.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return f"has an invalid version {version!r}"
+    if version > VERSION:
+        return f"has format version {version}, newer than the version {VERSION} this flow reads"
+    return None
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+class FileJobStore(JobStore):
+    """A job store in a directory; see the module docstring for the layout."""
+
+    scheme = "file"
+    #: fsync every write (and its directory). Off by default: process crashes are safe without it.
+    fsync: bool = False
+
+    def __init__(self, locator: str, fsync: bool | None = None) -> None:
+        super().__init__(locator)
+        self.root = self._root(locator)
+        if fsync is not None:
+            self.fsync = fsync
+        self._jobs = f"{self.root}/jobs"
+        self._files = f"{self.root}/files"
+        self._shared = f"{self.root}/shared"
+        self._stats = f"{self.root}/stats"
+
+    @staticmethod
+    def _root(locator: str) -> str:
+        _, path = split_locator(locator)
+        if not path:
+            raise ValueError(f"job store locator {locator!r} names no directory")
+        return os.path.abspath(os.path.expanduser(path))
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    @staticmethod
+    def _inspect(root: str) -> str:
+        """What is at ``root``: "store", "missing", "not-dir", "empty" or "foreign"."""
+        if os.path.lexists(f"{root}/{MARKER}"):
+            return "store"
+        if not os.path.lexists(root):
+            return "missing"
+        if not os.path.isdir(root):
+            return "not-dir"
+        with os.scandir(root) as entries:
+            return "foreign" if next(entries, None) is not None else "empty"
+
+    @classmethod
+    def create(cls, locator: str) -> FileJobStore:
+        root = cls._root(locator)
+        try:
+            os.makedirs(root, mode=0o700)
+        except FileExistsError:
+            state = cls._inspect(root)
+            if state == "store":
+                raise JobStoreExistsError(
+                    locator, f"a job store already exists at {root}."
+                ) from None
+            if state != "empty":
+                raise CorruptJobStoreError(locator, _FOREIGN.format(root=root)) from None
+        os.chmod(root, 0o700)
+        for sub in _SUBDIRS:
+            _mkdir(f"{root}/{sub}")
+        store = cls(locator)
+        store._write_marker()
+        return store
+
+    def _write_marker(self) -> None:
+        """Write the marker last and exclusively (a hard link fails if it exists)."""
+        marker = f"{self.root}/{MARKER}"
+        tmp = _tmp_path(self.root)
+        try:
+            with open(tmp, "xb") as f:
+                f.write(json.dumps({"format": FORMAT, "version": VERSION}).encode())
+            try:
+                os.link(tmp, marker)
+            except FileExistsError:
+                raise JobStoreExistsError(
+                    self.locator, f"a job store already exists at {self.root}."
+                ) from None
+            except OSError:  # no hard links on this file system: best effort
+                os.replace(tmp, marker)
+        finally:
+            _unlink_quiet(tmp)
+        if self.fsync:
+            _fsync_path(marker)
+            _fsync_path(self.root)
+
+    @classmethod
+    def open(cls, locator: str) -> FileJobStore:
+        root = cls._root(locator)
+        marker = f"{root}/{MARKER}"
+        try:
+            with open(marker, "rb") as f:
+                raw = f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            state = cls._inspect(root)
+            if state == "missing":
+                raise NoSuchJobStoreError(locator, f"there is no job store at {root}.") from None
+            if state == "empty":
+                raise NoSuchJobStoreError(locator, f"{root} is an empty directory.") from None
+            raise CorruptJobStoreError(locator, _FOREIGN.format(root=root)) from None
+        except OSError as e:
+            raise CorruptJobStoreError(
+                locator, f"the marker {marker} cannot be read ({e.strerror})."
+            ) from None
+        problem = _marker_problem(raw)
+        if problem:
+            raise CorruptJobStoreError(locator, f"the marker {marker} {problem}.")
+        return cls(locator)
+
+    @classmethod
+    def exists(cls, locator: str) -> bool:
+        return os.path.isfile(f"{cls._root(locator)}/{MARKER}")
+
+    def destroy(self) -> None:
+        """Delete everything, the marker last, so that an interrupted destroy can be repeated."""
+        state = self._inspect(self.root)
+        if state in ("not-dir", "foreign"):
+            raise CorruptJobStoreError(
+                self.locator, f"refusing to delete {self.root}: it has no {MARKER} marker."
+            )
+        if state == "store":
+            with os.scandir(self.root) as entries:
+                for entry in list(entries):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    elif entry.name != MARKER:
+                        _unlink_quiet(entry.path)
+            _unlink_quiet(f"{self.root}/{MARKER}")
+        with suppress(FileNotFoundError):
+            shutil.rmtree(self.root)
+
+    # ---- atomic writes -------------------------------------------------------------------------
+    def _write_atomic(self, path: str, data: bytes = b"", copy_from: str | None = None) -> None:
+        """Write ``data`` (or a copy of the local file ``copy_from``) to ``path`` atomically."""
+        directory = os.path.dirname(path)
+        tmp = _tmp_path(directory)
+        try:
+            f = open(tmp, "xb")
+        except FileNotFoundError:  # shard directory not made yet
+            _mkdir(directory)
+            f = open(tmp, "xb")
+        done = False
+        try:
+            with f:
+                if copy_from is None:
+                    f.write(data)
+                else:
+                    with open(copy_from, "rb") as src:
+                        shutil.copyfileobj(src, f, _CHUNK)
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+            done = True
+        finally:
+            if not done:
+                _unlink_quiet(tmp)
+        if self.fsync:
+            _fsync_path(directory)
+
+    # ---- shared records ------------------------------------------------------------------------
+    def _shared_path(self, name: str) -> str:
+        if _NAME.fullmatch(name) is None:
+            raise ValueError(f"invalid shared record name {name!r}")
+        return f"{self._shared}/{name}"
+
+    def write_shared(self, name: str, data: bytes) -> None:
+        self._write_atomic(self._shared_path(name), data)
+
+    def read_shared(self, name: str) -> bytes | None:
+        return _read(self._shared_path(name))
+
+    def delete_shared(self, name: str) -> None:
+        _unlink_quiet(self._shared_path(name))
+
+    # ---- jobs ----------------------------------------------------------------------------------
+    def _job_base(self, job_id: str) -> str | None:
+        """Path of the job's files without suffix, or None for an id that cannot be ours."""
+        if _JOB_ID.fullmatch(job_id) is None:
+            return None
+        return f"{self._jobs}/{job_id[:2]}/{job_id}"
+
+    def _job_write(self, job_id: str, suffix: str, data: bytes) -> None:
+        base = self._job_base(job_id)
+        if base is None:
+            raise ValueError(f"invalid job id {job_id!r}")
+        self._write_atomic(base + suffix, data)
+
+    def _job_read(self, job_id: str, suffix: str) -> bytes | None:
+        base = self._job_base(job_id)
+        return None if base is None else _read(base + suffix)
+
+    def new_job_id(self) -> str:
+        return _token()
+
+    def write_job(self, job_id: str, description: bytes) -> None:
+        self._job_write(job_id, ".job", description)
+
+    def read_job(self, job_id: str) -> bytes:
+        data = self._job_read(job_id, ".job")
+        if data is None:
+            raise NoSuchJobError(self.locator, job_id)
+        return data
+
+    def job_exists(self, job_id: str) -> bool:
+        base = self._job_base(job_id)
+        return base is not None and os.path.exists(base + ".job")
+
+    def delete_job(self, job_id: str) -> None:
+        base = self._job_base(job_id)
+        if base is not None:
+            for suffix in _JOB_SUFFIXES:
+                _unlink_quiet(base + suffix)
+
+    def list_jobs(self) -> Iterator[str]:
+        for name in self._walk_shards(self._jobs, ".job"):
+            yield name[:-4]
+
+    def write_body(self, job_id: str, body: bytes) -> None:
+        self._job_write(job_id, ".body", body)
+
+    def read_body(self, job_id: str) -> bytes:
+        data = self._job_read(job_id, ".body")
+        if data is None:
+            raise NoSuchJobError(self.locator, job_id)
+        return data
+
+    def write_result(self, job_id: str, result: bytes) -> None:
+        self._job_write(job_id, ".result", result)
+
+    def read_result(self, job_id: str) -> bytes | None:
+        return self._job_read(job_id, ".result")
+
+    def write_log(self, job_id: str, text: bytes) -> None:
+        self._job_write(job_id, ".log", text)
+
+    def read_log(self, job_id: str) -> bytes | None:
+        return self._job_read(job_id, ".log")
+
+    @staticmethod
+    def _walk_shards(top: str, suffix: str) -> Iterator[str]:
+        """Names ending in ``suffix`` one shard level below ``top`` (temp files skipped)."""
+        with os.scandir(top) as shards:
+            shard_paths = [e.path for e in shards if e.is_dir(follow_symlinks=False)]
+        for shard in shard_paths:
+            try:
+                with os.scandir(shard) as entries:
+                    names = [e.name for e in entries]
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name.endswith(suffix) and not name.startswith("."):
+                    yield name
+
+    # ---- global files --------------------------------------------------------------------------
+    def _file_path(self, file_id: str) -> str | None:
+        """The stored path of a well-formed file id, else None (no traversal possible)."""
+        parts = file_id.split("/")
+        if len(parts) != 3:
+            return None
+        shard, tok, base = parts
+        if _TOKEN.fullmatch(tok) is None or shard != tok[:2]:
+            return None
+        if base in ("", ".", "..") or "\0" in base:
+            return None
+        return f"{self._files}/{file_id}"
+
+    def _valid_file_path(self, file_id: str) -> str:
+        path = self._file_path(file_id)
+        if path is None:
+            raise NoSuchFileError(self.locator, file_id)
+        return path
+
+    def _new_file_dir(self, basename: str) -> tuple[str, str]:
+        """Make a fresh directory for one file; return (file id, directory)."""
+        _check_basename(basename)
+        tok = _token()
+        directory = f"{self._files}/{tok[:2]}/{tok}"
+        try:
+            os.mkdir(directory)
+        except FileNotFoundError:
+            _mkdir(f"{self._files}/{tok[:2]}")
+            os.mkdir(directory)
+        return f"{tok[:2]}/{tok}/{basename}", directory
+
+    def write_file(self, local_path: str, job_id: str | None = None, link: bool = False) -> str:
+        # job_id is not recorded: the contract has no per-job file listing or cleanup call yet.
+        basename = os.path.basename(local_path)
+        file_id, directory = self._new_file_dir(basename)
+        target = f"{directory}/{basename}"
+        done = False
+        try:
+            if link:
+                try:
+                    os.link(local_path, target)
+                    done = True
+                except OSError:
+                    pass  # cross-device, no hard links, ...: copy instead
+            if not done:
+                self._write_atomic(target, copy_from=local_path)
+                done = True
+        finally:
+            if not done:
+                with suppress(OSError):
+                    os.rmdir(directory)
+        return file_id
+
+    @contextmanager
+    def write_file_stream(
+        self, job_id: str | None = None, basename: str | None = None
+    ) -> Iterator[tuple[IO[bytes], str]]:
+        file_id, directory = self._new_file_dir("stream" if basename is None else basename)
+        tmp = _tmp_path(directory)
+        done = False
+        try:
+            with open(tmp, "xb") as f:
+                yield f, file_id
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, f"{self._files}/{file_id}")
+            done = True
+        finally:
+            if not done:
+                _unlink_quiet(tmp)
+                with suppress(OSError):
+                    os.rmdir(directory)
+
+    def update_file(self, file_id: str, local_path: str) -> None:
+        path = self._valid_file_path(file_id)
+        if not os.path.isfile(path):
+            raise NoSuchFileError(self.locator, file_id)
+        self._write_atomic(path, copy_from=local_path)
+
+    def read_file(
+        self, file_id: str, local_path: str, link: bool = False, symlink: bool = False
+    ) -> None:
+        path = self._valid_file_path(file_id)
+        try:
+            src = open(path, "rb")  # held open: a concurrent update cannot change what we copy
+        except FileNotFoundError:
+            raise NoSuchFileError(self.locator, file_id) from None
+        with src:
+            if symlink and self._try_link(os.symlink, path, local_path):
+                return
+            if link and self._try_link(os.link, path, local_path):
+                return
+            dst = open(local_path, "xb")  # FileExistsError if it exists: nothing of ours to undo
+            done = False
+            try:
+                with dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+                done = True
+            finally:
+                if not done:
+                    _unlink_quiet(local_path)
+
+    @staticmethod
+    def _try_link(make: Callable[[str, str], None], path: str, local_path: str) -> bool:
+        """``os.link``/``os.symlink``; False (copy instead) on any error but an existing target."""
+        try:
+            make(path, local_path)
+        except FileExistsError:
+            raise
+        except OSError:
+            return False
+        return True
+
+    @contextmanager
+    def read_file_stream(self, file_id: str) -> Iterator[IO[bytes]]:
+        path = self._valid_file_path(file_id)
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:
+            raise NoSuchFileError(self.locator, file_id) from None
+        with f:
+            yield f
+
+    def file_exists(self, file_id: str) -> bool:
+        path = self._file_path(file_id)
+        return path is not None and os.path.isfile(path)
+
+    def file_size(self, file_id: str) -> int:
+        try:
+            return os.stat(self._valid_file_path(file_id)).st_size
+        except FileNotFoundError:
+            raise NoSuchFileError(self.locator, file_id) from None
+
+    def delete_file(self, file_id: str) -> None:
+        path = self._valid_file_path(file_id)
+        _unlink_quiet(path)
+        with suppress(OSError):  # gone already, or holds a concurrent writer's temp file
+            os.rmdir(os.path.dirname(path))
+
+    def local_path(self, file_id: str) -> str:
+        path = self._valid_file_path(file_id)
+        if not os.path.isfile(path):
+            raise NoSuchFileError(self.locator, file_id)
+        return path
+
+    # ---- statistics ----------------------------------------------------------------------------
+    def append_stats(self, record: bytes) -> None:
+        tok = _token()
+        self._write_atomic(f"{self._stats}/{tok[:2]}/{tok}.rec", record)
+
+    def read_stats(self) -> Iterator[bytes]:
+        for name in self._walk_shards(self._stats, ".rec"):
+            data = _read(f"{self._stats}/{name[:2]}/{name}")
+            if data is not None:
+                yield data

@@ -1,0 +1,727 @@
+"""Contract tests every job store kind must pass.
+
+A kind is described by a ``StoreKind``: how to get a fresh locator, how to plant foreign content or
+damage a store's marker there, and how to spot temp-file litter. Add a kind to ``KINDS`` and the
+whole generic suite runs against it. Tests that only make sense for the file store are grouped in
+``TestFileJobStoreOnly`` at the end (they use ``FileJobStore`` directly).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import stat
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from flow.jobstores import (
+    CorruptJobStoreError,
+    JobStore,
+    JobStoreExistsError,
+    NoSuchFileError,
+    NoSuchJobError,
+    NoSuchJobStoreError,
+    create_job_store,
+    open_job_store,
+)
+from flow.jobstores.file import MARKER, TMP_PREFIX, FileJobStore
+from flow.jobstores.registry import job_store_class, split_locator
+
+CORRUPTIONS = ("garbage", "wrong-format", "newer-version", "no-marker", "marker-is-dir")
+
+
+@dataclass(frozen=True)
+class StoreKind:
+    name: str
+    new_locator: Callable[[Path], str]  # a locator where nothing exists yet
+    make_foreign: Callable[[str], None]  # put non-flow content at the locator
+    snapshot: Callable[[str], object]  # comparable view of everything at the locator
+    damage: Callable[[str, str], None]  # damage an existing store's marker (see CORRUPTIONS)
+    litter: Callable[[str], list[str]]  # leftover temp objects in a store
+    where: Callable[[str], str]  # what error messages about the locator must mention
+
+
+# ---- the file store kind -------------------------------------------------------------------------
+def _file_root(locator: str) -> Path:
+    return Path(split_locator(locator)[1])
+
+
+def _file_make_foreign(locator: str) -> None:
+    root = _file_root(locator)
+    (root / "sub").mkdir(parents=True)
+    (root / "notes.txt").write_bytes(b"precious")
+    (root / "sub" / "data.bin").write_bytes(b"\x00\x01")
+
+
+def _file_snapshot(locator: str) -> object:
+    root = _file_root(locator)
+    if not root.exists():
+        return None
+    return sorted(
+        (str(p.relative_to(root)), p.read_bytes() if p.is_file() else None) for p in root.rglob("*")
+    )
+
+
+def _file_damage(locator: str, how: str) -> None:
+    marker = _file_root(locator) / MARKER
+    if how == "no-marker":
+        marker.unlink()
+    elif how == "marker-is-dir":
+        marker.unlink()
+        marker.mkdir()
+    elif how == "garbage":
+        marker.write_bytes(b"\x00{not json")
+    elif how == "wrong-format":
+        marker.write_text(json.dumps({"format": "someone-elses-store", "version": 1}))
+    elif how == "newer-version":
+        marker.write_text(json.dumps({"format": "flow-file-jobstore", "version": 99}))
+    else:
+        raise AssertionError(how)
+
+
+def _file_litter(locator: str) -> list[str]:
+    root = _file_root(locator)
+    return [str(p) for p in root.rglob(f"{TMP_PREFIX}*")]
+
+
+FILE_KIND = StoreKind(
+    name="file",
+    new_locator=lambda tmp: str(tmp / "js"),
+    make_foreign=_file_make_foreign,
+    snapshot=_file_snapshot,
+    damage=_file_damage,
+    litter=_file_litter,
+    where=lambda locator: str(_file_root(locator).resolve()),
+)
+
+KINDS = [FILE_KIND]
+
+
+@pytest.fixture(params=KINDS, ids=lambda k: k.name)
+def kind(request: pytest.FixtureRequest) -> StoreKind:
+    result: StoreKind = request.param
+    return result
+
+
+@pytest.fixture
+def locator(kind: StoreKind, tmp_path: Path) -> str:
+    return kind.new_locator(tmp_path)
+
+
+@pytest.fixture
+def store(locator: str) -> Iterator[JobStore]:
+    js = create_job_store(locator)
+    yield js
+    js.destroy()
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Path:
+    d = tmp_path / "local"
+    d.mkdir()
+    return d
+
+
+def _put(store: JobStore, local: Path, name: str, data: bytes, link: bool = False) -> str:
+    src = local / name
+    src.write_bytes(data)
+    return store.write_file(str(src), link=link)
+
+
+# ---- lifecycle -----------------------------------------------------------------------------------
+def test_lifecycle(locator: str) -> None:
+    cls = job_store_class(locator)
+    assert not cls.exists(locator)
+    created = create_job_store(locator)
+    assert cls.exists(locator)
+    created.write_shared("config", b"cfg")
+    opened = open_job_store(locator)
+    assert opened.read_shared("config") == b"cfg"
+    opened.destroy()
+    assert not cls.exists(locator)
+    opened.destroy()  # idempotent
+    created.destroy()
+    with pytest.raises(NoSuchJobStoreError):
+        open_job_store(locator)
+    create_job_store(locator).destroy()  # the locator is reusable
+
+
+def test_create_over_existing_store(store: JobStore, locator: str) -> None:
+    job_id = store.new_job_id()
+    store.write_job(job_id, b"keep me")
+    with pytest.raises(JobStoreExistsError) as err:
+        create_job_store(locator)
+    assert err.value.locator == locator
+    assert open_job_store(locator).read_job(job_id) == b"keep me"
+
+
+def test_open_missing(kind: StoreKind, locator: str) -> None:
+    with pytest.raises(NoSuchJobStoreError, match=re.escape(kind.where(locator))) as err:
+        open_job_store(locator)
+    assert err.value.locator == locator
+    assert kind.snapshot(locator) is None  # open created nothing
+
+
+def test_foreign_content_is_never_touched(kind: StoreKind, locator: str) -> None:
+    kind.make_foreign(locator)
+    before = kind.snapshot(locator)
+    assert before
+    assert not job_store_class(locator).exists(locator)
+    with pytest.raises(CorruptJobStoreError, match=re.escape(kind.where(locator))):
+        open_job_store(locator)
+    with pytest.raises(CorruptJobStoreError, match=re.escape(kind.where(locator))):
+        create_job_store(locator)
+    assert kind.snapshot(locator) == before
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+def test_damaged_marker(kind: StoreKind, locator: str, how: str) -> None:
+    create_job_store(locator)
+    kind.damage(locator, how)
+    with pytest.raises(CorruptJobStoreError, match=re.escape(kind.where(locator))) as err:
+        open_job_store(locator)
+    assert err.value.locator == locator
+    if how == "no-marker":  # a half-created (or half-destroyed) store is not a store
+        assert not job_store_class(locator).exists(locator)
+
+
+# ---- jobs ----------------------------------------------------------------------------------------
+def test_new_job_ids_are_unique_and_filename_safe(store: JobStore) -> None:
+    ids = [store.new_job_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for job_id in ids[:50]:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", job_id), job_id
+
+
+def test_job_write_read_overwrite_delete(store: JobStore) -> None:
+    job_id = store.new_job_id()
+    assert not store.job_exists(job_id)
+    store.write_job(job_id, b"v1")
+    assert store.job_exists(job_id)
+    assert store.read_job(job_id) == b"v1"
+    store.write_job(job_id, b"version two")
+    assert store.read_job(job_id) == b"version two"
+    store.write_job(job_id, b"")
+    assert store.read_job(job_id) == b""
+    store.delete_job(job_id)
+    assert not store.job_exists(job_id)
+    store.delete_job(job_id)  # absent: no error
+
+
+def test_missing_job_errors(store: JobStore) -> None:
+    job_id = store.new_job_id()
+    with pytest.raises(NoSuchJobError) as err:
+        store.read_job(job_id)
+    assert err.value.job_id == job_id
+    with pytest.raises(NoSuchJobError):
+        store.read_body(job_id)
+    assert store.read_result(job_id) is None
+    assert store.read_log(job_id) is None
+
+
+def test_body_result_log_round_trip_and_delete(store: JobStore) -> None:
+    job_id = store.new_job_id()
+    blob = bytes(range(256)) * 300
+    store.write_job(job_id, b"desc")
+    store.write_body(job_id, blob)
+    store.write_result(job_id, b"\x80result")
+    store.write_log(job_id, b"line 1\nline 2\n")
+    assert store.read_body(job_id) == blob
+    assert store.read_result(job_id) == b"\x80result"
+    assert store.read_log(job_id) == b"line 1\nline 2\n"
+    store.write_result(job_id, b"r2")
+    assert store.read_result(job_id) == b"r2"
+    store.delete_job(job_id)
+    with pytest.raises(NoSuchJobError):
+        store.read_body(job_id)
+    assert store.read_result(job_id) is None
+    assert store.read_log(job_id) is None
+
+
+def test_list_jobs(store: JobStore) -> None:
+    assert list(store.list_jobs()) == []
+    ids = {store.new_job_id() for _ in range(300)}
+    for job_id in ids:
+        store.write_job(job_id, job_id.encode())
+    body_only = store.new_job_id()
+    store.write_body(body_only, b"no description")
+    listed = list(store.list_jobs())
+    assert len(listed) == len(ids)
+    assert set(listed) == ids
+    gone = sorted(ids)[:100]
+    for job_id in gone:
+        store.delete_job(job_id)
+    assert set(store.list_jobs()) == ids - set(gone)
+
+
+def test_records_survive_reopen(store: JobStore, locator: str) -> None:
+    job_id = store.new_job_id()
+    store.write_job(job_id, b"d")
+    store.write_result(job_id, b"r")
+    again = open_job_store(locator)
+    assert list(again.list_jobs()) == [job_id]
+    assert again.read_result(job_id) == b"r"
+
+
+# ---- shared records ------------------------------------------------------------------------------
+def test_shared_records(store: JobStore) -> None:
+    assert store.read_shared("root_job") is None
+    store.write_shared("root_job", b"abc")
+    store.write_shared("config.v1", b"{}")
+    assert store.read_shared("root_job") == b"abc"
+    store.write_shared("root_job", b"xyz")
+    assert store.read_shared("root_job") == b"xyz"
+    assert store.read_shared("config.v1") == b"{}"
+    store.delete_shared("root_job")
+    assert store.read_shared("root_job") is None
+    store.delete_shared("root_job")  # absent: no error
+    assert store.read_shared("config.v1") == b"{}"
+
+
+# ---- files ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
+def test_write_file_and_read_back(store: JobStore, local: Path, link: bool) -> None:
+    data = os.urandom(100_000)
+    file_id = _put(store, local, "input data.txt", data, link=link)
+    assert file_id.endswith("input data.txt")
+    assert store.file_exists(file_id)
+    assert store.file_size(file_id) == len(data)
+    with store.read_file_stream(file_id) as f:
+        assert f.read() == data
+    second = _put(store, local, "input data.txt", b"other")
+    assert second != file_id
+
+
+def test_write_file_copies(store: JobStore, local: Path) -> None:
+    file_id = _put(store, local, "a.txt", b"original")
+    (local / "a.txt").write_bytes(b"changed afterwards")
+    with store.read_file_stream(file_id) as f:
+        assert f.read() == b"original"
+
+
+@pytest.mark.parametrize("mode", ["copy", "link", "symlink"])
+def test_read_file_modes(store: JobStore, local: Path, mode: str) -> None:
+    file_id = _put(store, local, "src.bin", b"payload" * 1000)
+    dest = local / "dest.bin"
+    store.read_file(file_id, str(dest), link=mode == "link", symlink=mode == "symlink")
+    assert dest.read_bytes() == b"payload" * 1000
+    occupied = local / "occupied.bin"
+    occupied.write_bytes(b"mine")
+    with pytest.raises(FileExistsError):
+        store.read_file(file_id, str(occupied), link=mode == "link", symlink=mode == "symlink")
+    assert occupied.read_bytes() == b"mine"
+    assert not occupied.is_symlink()
+
+
+@pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
+def test_read_copy_is_a_snapshot(store: JobStore, local: Path, link: bool) -> None:
+    file_id = _put(store, local, "f.txt", b"old")
+    dest = local / "dest.txt"
+    store.read_file(file_id, str(dest), link=link)
+    (local / "new.txt").write_bytes(b"new content")
+    store.update_file(file_id, str(local / "new.txt"))
+    assert dest.read_bytes() == b"old"
+    with store.read_file_stream(file_id) as f:
+        assert f.read() == b"new content"
+    assert store.file_size(file_id) == len(b"new content")
+
+
+def test_missing_file_errors(store: JobStore, local: Path) -> None:
+    file_id = _put(store, local, "f.txt", b"x")
+    store.delete_file(file_id)
+    assert not store.file_exists(file_id)
+    store.delete_file(file_id)  # absent: no error
+    with pytest.raises(NoSuchFileError) as err:
+        store.read_file(file_id, str(local / "out"))
+    assert err.value.file_id == file_id
+    assert not (local / "out").exists()
+    with pytest.raises(NoSuchFileError):
+        store.file_size(file_id)
+    with pytest.raises(NoSuchFileError), store.read_file_stream(file_id):
+        pass
+    with pytest.raises(NoSuchFileError):
+        store.update_file(file_id, str(local / "f.txt"))
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["", "..", "../../etc/passwd", "/etc/passwd", "ab/../../x", "a/b/c/d", "nonsense"]
+)
+def test_malformed_file_ids_are_rejected(store: JobStore, local: Path, bad_id: str) -> None:
+    assert not store.file_exists(bad_id)
+    with pytest.raises(NoSuchFileError):
+        store.read_file(bad_id, str(local / "out"))
+    with pytest.raises(NoSuchFileError):
+        store.file_size(bad_id)
+    with pytest.raises(NoSuchFileError), store.read_file_stream(bad_id):
+        pass
+    assert not (local / "out").exists()
+
+
+def test_write_file_stream(store: JobStore) -> None:
+    with store.write_file_stream(basename="out.csv") as (f, file_id):
+        f.write(b"a,b\n")
+        f.write(b"1,2\n")
+        assert not store.file_exists(file_id)  # not visible before the block ends
+    assert file_id.endswith("out.csv")
+    assert store.file_exists(file_id)
+    with store.read_file_stream(file_id) as r:
+        assert r.read() == b"a,b\n1,2\n"
+    with store.write_file_stream() as (f, anonymous):
+        f.write(b"no name")
+    assert store.file_size(anonymous) == 7
+
+
+def test_write_file_stream_exception_leaves_nothing(
+    store: JobStore, kind: StoreKind, locator: str
+) -> None:
+    seen: list[str] = []
+    with pytest.raises(RuntimeError, match="boom"):
+        with store.write_file_stream(basename="partial.txt") as (f, file_id):
+            seen.append(file_id)
+            f.write(b"half of it")
+            raise RuntimeError("boom")
+    assert seen and not store.file_exists(seen[0])
+    assert kind.litter(locator) == []
+
+
+def test_local_path(store: JobStore, local: Path) -> None:
+    file_id = _put(store, local, "f.txt", b"direct")
+    path = store.local_path(file_id)
+    if path is not None:
+        assert Path(path).read_bytes() == b"direct"
+
+
+# ---- statistics ----------------------------------------------------------------------------------
+def test_stats_round_trip(store: JobStore) -> None:
+    assert list(store.read_stats()) == []
+    records = [b"", b"one", b"two\n", b"one"]
+    for r in records:
+        store.append_stats(r)
+    assert Counter(store.read_stats()) == Counter(records)
+
+
+def _append_stats_worker(locator: str, worker: int, count: int) -> None:
+    js = open_job_store(locator)
+    for i in range(count):
+        js.append_stats(f"{worker}:{i}".encode())
+
+
+def test_stats_concurrent_processes(store: JobStore, locator: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=4, mp_context=ctx) as pool:
+        futures = [pool.submit(_append_stats_worker, locator, w, 50) for w in range(4)]
+        for fut in futures:
+            fut.result()
+    got = list(store.read_stats())
+    assert len(got) == 200
+    assert set(got) == {f"{w}:{i}".encode() for w in range(4) for i in range(50)}
+
+
+def test_stats_concurrent_threads(store: JobStore, kind: StoreKind, locator: str) -> None:
+    threads = [
+        threading.Thread(target=_append_stats_worker, args=(locator, w, 25)) for w in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = list(store.read_stats())
+    assert sorted(got) == sorted(f"{w}:{i}".encode() for w in range(8) for i in range(25))
+    assert kind.litter(locator) == []
+
+
+# ---- atomicity -----------------------------------------------------------------------------------
+def _versions() -> list[bytes]:
+    """Distinct values of distinct sizes: a torn or truncated read matches none of them."""
+    return [bytes([ord("a") + i]) * (4096 + 37_000 * i) for i in range(6)]
+
+
+def _hammer(write: Callable[[bytes], None], read: Callable[[], bytes]) -> int:
+    """Rewrite 500 times while another thread reads; return how many reads were checked."""
+    versions = _versions()
+    valid = set(versions)
+    write(versions[0])
+    stop = threading.Event()
+    reads = [0]
+    errors: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                data = read()
+            except Exception as e:  # noqa: BLE001 - reported to the main thread
+                errors.append(repr(e))
+                return
+            if data not in valid:
+                errors.append(f"torn read: {len(data)} bytes starting {data[:8]!r}")
+                return
+            reads[0] += 1
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(500):
+            write(versions[i % len(versions)])
+    finally:
+        stop.set()
+        t.join()
+    assert errors == []
+    return reads[0]
+
+
+def test_job_rewrite_is_atomic(store: JobStore, kind: StoreKind, locator: str) -> None:
+    job_id = store.new_job_id()
+    reads = _hammer(lambda d: store.write_job(job_id, d), lambda: store.read_job(job_id))
+    assert reads > 0
+    assert kind.litter(locator) == []
+
+
+def test_shared_rewrite_is_atomic(store: JobStore, kind: StoreKind, locator: str) -> None:
+    def read() -> bytes:
+        data = store.read_shared("state")
+        assert data is not None
+        return data
+
+    assert _hammer(lambda d: store.write_shared("state", d), read) > 0
+    assert kind.litter(locator) == []
+
+
+def test_file_update_is_atomic(store: JobStore, kind: StoreKind, locator: str, local: Path) -> None:
+    file_id = _put(store, local, "f.bin", b"")
+    src = local / "next.bin"
+
+    def write(data: bytes) -> None:
+        src.write_bytes(data)
+        store.update_file(file_id, str(src))
+
+    def read() -> bytes:
+        with store.read_file_stream(file_id) as f:
+            return f.read()
+
+    assert _hammer(write, read) > 0
+    assert kind.litter(locator) == []
+
+
+# ---- file store only -----------------------------------------------------------------------------
+class TestFileJobStoreOnly:
+    """Behaviour specific to FileJobStore (directories, modes, links, layout)."""
+
+    @staticmethod
+    def _mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    def test_mode_0700_and_nested_parents(self, tmp_path: Path) -> None:
+        root = tmp_path / "a" / "b" / "js"
+        FileJobStore.create(str(root))
+        assert self._mode(root) == 0o700
+        assert json.loads((root / MARKER).read_text()) == {
+            "format": "flow-file-jobstore",
+            "version": 1,
+        }
+
+    def test_create_in_existing_empty_dir(self, tmp_path: Path) -> None:
+        root = tmp_path / "empty"
+        root.mkdir(mode=0o755)
+        with pytest.raises(NoSuchJobStoreError, match="empty directory"):
+            FileJobStore.open(str(root))
+        FileJobStore.create(str(root))
+        assert self._mode(root) == 0o700
+        assert FileJobStore.exists(str(root))
+
+    def test_locator_spellings(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        created = create_job_store("file:./js")
+        assert isinstance(created, FileJobStore)
+        created.write_shared("x", b"1")
+        for loc in ("js", "./js", "file:js", f"file://{tmp_path}/js", str(tmp_path / "js")):
+            opened = open_job_store(loc)
+            assert isinstance(opened, FileJobStore)
+            assert opened.root == str(tmp_path / "js")
+            assert opened.read_shared("x") == b"1"
+
+    def test_regular_file_at_locator(self, tmp_path: Path) -> None:
+        path = tmp_path / "afile"
+        path.write_bytes(b"data")
+        with pytest.raises(CorruptJobStoreError, match=re.escape(str(path))):
+            FileJobStore.open(str(path))
+        with pytest.raises(CorruptJobStoreError):
+            FileJobStore.create(str(path))
+        with pytest.raises(CorruptJobStoreError):
+            FileJobStore(str(path)).destroy()
+        assert path.read_bytes() == b"data"
+
+    def test_destroy_refuses_foreign_dir(self, tmp_path: Path) -> None:
+        locator = str(tmp_path / "js")
+        _file_make_foreign(locator)
+        before = _file_snapshot(locator)
+        with pytest.raises(CorruptJobStoreError, match="refusing"):
+            FileJobStore(locator).destroy()
+        assert _file_snapshot(locator) == before
+
+    def test_interrupted_create_is_detected(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        locator = str(tmp_path / "js")
+
+        def crash(self: FileJobStore) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(FileJobStore, "_write_marker", crash)
+        with pytest.raises(KeyboardInterrupt):
+            FileJobStore.create(locator)
+        monkeypatch.undo()
+        assert not FileJobStore.exists(locator)
+        with pytest.raises(CorruptJobStoreError, match="interrupted"):
+            FileJobStore.open(locator)
+        with pytest.raises(CorruptJobStoreError):
+            FileJobStore.create(locator)
+
+    def test_failed_write_keeps_old_value_and_no_temp(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        locator = str(tmp_path / "js")
+        js = FileJobStore.create(locator)
+        job_id = js.new_job_id()
+        js.write_job(job_id, b"old")
+
+        def failing_replace(src: str, dst: str) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr("flow.jobstores.file.os.replace", failing_replace)
+        with pytest.raises(OSError, match="No space"):
+            js.write_job(job_id, b"new")
+        monkeypatch.undo()
+        assert js.read_job(job_id) == b"old"
+        assert _file_litter(locator) == []
+
+    def test_sharded_layout(self, tmp_path: Path) -> None:
+        root = tmp_path / "js"
+        js = FileJobStore.create(str(root))
+        job_id = js.new_job_id()
+        js.write_job(job_id, b"d")
+        js.write_body(job_id, b"b")
+        assert (root / "jobs" / job_id[:2] / f"{job_id}.job").read_bytes() == b"d"
+        assert (root / "jobs" / job_id[:2] / f"{job_id}.body").read_bytes() == b"b"
+        js.append_stats(b"s")
+        assert [p.parent.parent.name for p in root.glob("stats/*/*.rec")] == ["stats"]
+        js.write_shared("cfg", b"c")
+        assert (root / "shared" / "cfg").read_bytes() == b"c"
+        with js.write_file_stream(basename="f.txt") as (f, file_id):
+            f.write(b"x")
+        assert (root / "files" / file_id).read_bytes() == b"x"
+        assert len(file_id.split("/")) == 3
+
+    def test_hard_link_and_fallback(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        js = FileJobStore.create(str(tmp_path / "js"))
+        src = tmp_path / "big.bin"
+        src.write_bytes(b"z" * 5000)
+        linked = js.write_file(str(src), link=True)
+        assert Path(js.local_path(linked)).stat().st_ino == src.stat().st_ino
+        dest = tmp_path / "read-linked"
+        js.read_file(linked, str(dest), link=True)
+        assert dest.stat().st_ino == src.stat().st_ino
+
+        def no_links(a: str, b: str) -> None:
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr("flow.jobstores.file.os.link", no_links)
+        monkeypatch.setattr("flow.jobstores.file.os.symlink", no_links)
+        copied = js.write_file(str(src), link=True)
+        assert Path(js.local_path(copied)).stat().st_ino != src.stat().st_ino
+        assert Path(js.local_path(copied)).read_bytes() == b"z" * 5000
+        for name, kwargs in (("l", {"link": True}), ("s", {"symlink": True})):
+            js.read_file(copied, str(tmp_path / name), **kwargs)
+            out = tmp_path / name
+            assert not out.is_symlink()
+            assert out.stat().st_ino != Path(js.local_path(copied)).stat().st_ino
+            assert out.read_bytes() == b"z" * 5000
+
+    def test_symlink_read(self, tmp_path: Path) -> None:
+        js = FileJobStore.create(str(tmp_path / "js"))
+        file_id = _put(js, tmp_path, "f.txt", b"abc")
+        dest = tmp_path / "sym"
+        js.read_file(file_id, str(dest), symlink=True)
+        assert dest.is_symlink()
+        assert os.readlink(dest) == js.local_path(file_id)
+
+    def test_local_path_and_traversal(self, tmp_path: Path) -> None:
+        js = FileJobStore.create(str(tmp_path / "js"))
+        file_id = _put(js, tmp_path, "f.txt", b"abc")
+        path = js.local_path(file_id)
+        assert os.path.isabs(path) and path.endswith("/f.txt")
+        js.delete_file(file_id)
+        with pytest.raises(NoSuchFileError):
+            js.local_path(file_id)
+        # These ids point at files that exist, outside files/: they must not be reachable.
+        for bad in (f"../{MARKER}", f"ab/../../{MARKER}", str(tmp_path / "f.txt")):
+            assert not js.file_exists(bad)
+            with pytest.raises(NoSuchFileError):
+                js.read_file(bad, str(tmp_path / "stolen"))
+            with pytest.raises(NoSuchFileError):
+                js.delete_file(bad)
+            with pytest.raises(NoSuchFileError):
+                js.local_path(bad)
+        assert (tmp_path / "js" / MARKER).exists() and (tmp_path / "f.txt").exists()
+
+    def test_failed_stream_leaves_no_directory(self, tmp_path: Path) -> None:
+        root = tmp_path / "js"
+        js = FileJobStore.create(str(root))
+        with pytest.raises(ValueError, match="bad"):
+            with js.write_file_stream(basename="x") as (f, file_id):
+                f.write(b"1")
+                raise ValueError("bad")
+        assert not (root / "files" / file_id).parent.exists()
+        assert list((root / "files").glob("*/*")) == []
+
+    def test_invalid_names_and_ids(self, tmp_path: Path) -> None:
+        js = FileJobStore.create(str(tmp_path / "js"))
+        for name in ("", ".", "..", "../evil", "a/b", ".hidden", "sp ace"):
+            with pytest.raises(ValueError):
+                js.write_shared(name, b"x")
+            with pytest.raises(ValueError):
+                js.read_shared(name)
+        for job_id in ("", "../x", "a/b", "a.b"):
+            with pytest.raises(ValueError):
+                js.write_job(job_id, b"x")
+            with pytest.raises(NoSuchJobError):
+                js.read_job(job_id)
+            assert not js.job_exists(job_id)
+        with pytest.raises(ValueError), js.write_file_stream(basename="a/b"):
+            pass
+        assert not (tmp_path / "evil").exists()
+
+    def test_fsync_flag(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        locator = str(tmp_path / "js")
+        FileJobStore.create(locator)
+        calls: list[int] = []
+        real_fsync = os.fsync
+
+        def counting_fsync(fd: int) -> None:
+            calls.append(fd)
+            real_fsync(fd)
+
+        monkeypatch.setattr("flow.jobstores.file.os.fsync", counting_fsync)
+        plain = FileJobStore.open(locator)
+        plain.write_job("abc", b"x")
+        assert calls == []
+        durable = FileJobStore(locator, fsync=True)
+        durable.write_job("abc", b"y")
+        assert len(calls) >= 2  # the file and its directory
+        assert plain.read_job("abc") == b"y"
+
+    def test_destroy_after_partial_destroy(self, tmp_path: Path) -> None:
+        root = tmp_path / "js"
+        js = FileJobStore.create(str(root))
+        js.write_job("abc", b"x")
+        for sub in ("jobs", "shared"):
+            shutil.rmtree(root / sub)
+        js.destroy()
+        assert not root.exists()
