@@ -3,7 +3,9 @@
 A batch system runs :class:`WorkerCall` s (a Python function ``module:function`` called with string
 arguments, returning an exit code) under resource requests, and reports each one's end as a
 :class:`JobExit`. It knows nothing of jobs, graphs or job stores. The core's leader drives it from
-one thread: ``issue`` / ``kill`` / ``wait`` / ``shutdown`` are never called concurrently.
+one long-lived thread (the same thread throughout: local workers are tied to the thread that
+started them): ``issue`` / ``kill`` / ``wait`` / ``shutdown`` are never called concurrently.
+``wait`` may raise BatchSystemError when the batch system itself is broken.
 
 Every implementation must pass ``tests/contract/test_batchsystem.py``.
 """
@@ -67,17 +69,19 @@ class BatchJob:
     disk: int = 2 * 1024**3  # bytes
     accelerators: int = 0
     preemptible: bool = False
-    time_limit: float | None = None  # seconds of wall time, None for no limit
+    #: Seconds of wall time; every batch system enforces it (ending the job as TIMEOUT).
+    time_limit: float | None = None
+    #: Variables set in os.environ for the duration of the call only. Variables that matter at
+    #: interpreter start (PYTHONPATH) belong in BatchConfig.environment.
     environment: Mapping[str, str] = field(default_factory=dict)
 
 
 class ExitReason(enum.Enum):
     """Why a batch job ended, in the scheduler's words where it has them."""
 
-    FINISHED = "finished"  # the call returned; see exit_code (0 = success)
+    FINISHED = "finished"  # the process exited; see exit_code (0 = success)
     FAILED = "failed"  # ended abnormally (signal, crash) without a more specific reason
-    KILLED = "killed"  # killed on request (kill() or shutdown)
-    LOST = "lost"  # the batch system no longer knows the job
+    LOST = "lost"  # the batch system no longer knows the job (the leader reissues it)
     TIMEOUT = "timeout"  # hit its time limit
     OUT_OF_MEMORY = "out_of_memory"
     CANCELLED = "cancelled"  # cancelled by someone else (scancel by the user/admin)
@@ -87,7 +91,13 @@ class ExitReason(enum.Enum):
 
 @dataclass(frozen=True)
 class JobExit:
-    """How one issued batch job ended."""
+    """How one issued batch job ended.
+
+    ``exit_code`` is a process exit status (0-255, the call's return value & 0xFF), or minus the
+    signal number when the process was killed by a signal. ``wall_time`` counts from when the job
+    started running, not from ``issue``. A process that exits by itself (even through
+    ``os._exit``) may be FINISHED with its status or FAILED, depending on what the scheduler sees.
+    """
 
     batch_id: int
     exit_code: int
@@ -141,7 +151,8 @@ class BatchSystem(abc.ABC):
 
     @abc.abstractmethod
     def running(self) -> dict[int, float]:
-        """Batch ids of jobs that have started and not been reported, with seconds since start."""
+        """Batch ids of jobs that have started running and not been reported, with seconds since
+        they started."""
 
     @abc.abstractmethod
     def shutdown(self) -> None:

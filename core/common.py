@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import pickle
+import shutil
 import signal
 import sys
 import tempfile
@@ -85,7 +86,8 @@ class Flow:
         if self._store is None:
             return
         clean = self.options.clean
-        if clean == "always" or (clean == "onSuccess" and exc_type is None) or (
+        never_started = self._store.read_shared(ROOT_RECORD) is None  # nothing to resume
+        if never_started or clean == "always" or (clean == "onSuccess" and exc_type is None) or (
             clean == "onError" and exc_type is not None
         ):
             self._store.destroy()
@@ -168,6 +170,8 @@ class Flow:
         finally:
             progress.close()
             batch.shutdown()
+            if self._config is not None:  # the run's scratch space (jobs clean their own)
+                shutil.rmtree(os.path.join(self._config.work_dir, f"flow-{self._config.workflow_id}"), ignore_errors=True)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         if not ok:

@@ -33,7 +33,7 @@ class FailedJobsException(FlowError):
         for job in self.failed:
             lines.append(f"  - {job.name} ({job.job_id}): {job.reason}")
             if job.log_tail.strip():
-                tail = "\n".join("      " + line for line in job.log_tail.rstrip().splitlines()[-25:])
+                tail = "\n".join("      " + line for line in job.log_tail.rstrip().splitlines()[-12:])
                 lines.append(tail)
         lines.append(f"Fix the cause and resume with --restart (job store {self.jobStoreLocator}).")
         return "\n".join(lines)

@@ -71,7 +71,8 @@ class Leader:
             if self.scheduler.finished is not None:
                 return self.scheduler.finished
             for ended in self.batch.wait(self._timeout()):
-                self._events.append(self._job_ended(ended))
+                if ended.batch_id in self._job_of:  # else: a job this leader killed
+                    self._events.append(self._job_ended(ended))
             self._poll_services()
             self._maybe_tick()
 
@@ -81,8 +82,15 @@ class Leader:
         return max(0.0, min(self.settings.tick_interval, self._next_tick - time.monotonic()))
 
     def _show_progress(self) -> None:
+        if not self.progress.active:
+            return
         s = self.scheduler
-        self.progress.update(s.visible_done, s.visible_issued, s.visible_waiting)
+        jobs = s.jobs
+        running = sum(
+            1 for b in self.batch.running()
+            if b in self._job_of and self._job_of[b] in jobs and not jobs[self._job_of[b]].hidden
+        )
+        self.progress.update(s.visible_done, running, max(0, s.visible_issued - running), s.visible_waiting)
 
     def _maybe_tick(self) -> None:
         now = time.monotonic()
@@ -111,10 +119,19 @@ class Leader:
                 for message in desc.messages:
                     level, _, text = message.partition("\t")
                     logger.log(logging.getLevelName(level) if level.isupper() else logging.INFO, "%s: %s", desc.label, text)
+        reason = "" if ended.succeeded else self._failure_reason(ended, descs)
         return sm.JobEnded(
-            job_id, ended.succeeded, _describe_exit(ended), lost=ended.reason is ExitReason.LOST,
+            job_id, ended.succeeded, reason, lost=ended.reason is ExitReason.LOST,
             descriptions=tuple(descs),
         )
+
+    def _failure_reason(self, ended: JobExit, descs: list[JobDescription]) -> str:
+        """The exit, and the last line the failing job logged (its exception, usually)."""
+        words = _describe_exit(ended)
+        culprit = next((d for d in descs if d.state is not JobState.RAN), None)
+        raw = self.store.read_log(culprit.job_id) if culprit is not None else None
+        lines = [line.strip() for line in (raw or b"").decode(errors="replace").splitlines() if line.strip()]
+        return f"{lines[-1][:300]} ({words})" if lines else words
 
     def _read_finished(self, job_id: str) -> list[JobDescription]:
         """The job's description, those of jobs it chained into, and any unknown successors."""
@@ -162,12 +179,15 @@ class Leader:
             elif isinstance(ins, sm.JobFailed):
                 self._report_failure(ins)
             elif isinstance(ins, sm.JobRetried):
-                logger.warning("%s failed (%s); %d retr%s left", ins.label, ins.reason,
+                logger.warning("%s failed: %s; retrying (%d more retr%s allowed)", ins.label, ins.reason,
                                ins.retries_left, "y" if ins.retries_left == 1 else "ies")
             elif isinstance(ins, sm.Abort):
                 raise JobGraphDeadlockException(ins.reason)
 
     def _issue(self, ins: sm.Issue) -> None:
+        if ins.is_service:  # flags of an earlier attempt or run must not be taken for this one
+            self.store.delete_shared(SERVICE_STARTED.format(ins.job_id))
+            self.store.delete_shared(SERVICE_STOP.format(ins.job_id))
         job = BatchJob(
             job_id=ins.job_id, name=ins.label,
             call=WorkerCall(WORKER_FUNCTION, (self.store.locator, ins.job_id)),

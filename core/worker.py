@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import dill
+
+import flow.batchsystems
+import flow.jobstores
 from flow.core import promise
 from flow.core.description import INLINE_LIMIT, JobDescription, JobState
 from flow.core.filestore import FileStore
@@ -101,8 +104,8 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
                 job._fileStore = file_store
                 value = job.run(file_store)
                 nxt = _commit(store, config, job, value, file_store)
-            except BaseException:
-                traceback.print_exc()
+            except BaseException as exc:
+                _print_traceback(exc)
                 raise
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
@@ -244,6 +247,22 @@ def _captured_output(path: str) -> Iterator[None]:
         os.dup2(saved[1], 2)
         os.close(saved[0])
         os.close(saved[1])
+
+
+_FLOW_DIRS = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (__file__, flow.batchsystems.__file__, flow.jobstores.__file__)
+    if path
+)
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """The job's traceback without flow's own frames, unless the error is flow's."""
+    report = traceback.TracebackException.from_exception(exc)
+    own = [f for f in report.stack if not f.filename.startswith(_FLOW_DIRS)]
+    if own:
+        report.stack = traceback.StackSummary.from_list(own)
+    print("".join(report.format()), end="", file=sys.stderr)
 
 
 def _save_log(store: JobStore, job_id: str, log_path: str, exc: BaseException) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from flow.batchsystems import (
     BatchConfig,
     BatchJob,
@@ -29,7 +30,6 @@ from flow.batchsystems import (
 from flow.batchsystems import (
     make_batch_system as build_batch_system,
 )
-
 from tests.contract import payloads
 
 BATCH_SYSTEMS = ["single_machine"]

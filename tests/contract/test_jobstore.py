@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from flow.jobstores import (
     CorruptJobStoreError,
     JobStore,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
+
 from flow.core import state as sm
 from flow.core.description import JobDescription, JobState
 
