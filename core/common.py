@@ -13,6 +13,8 @@ import tempfile
 import types
 from typing import Any
 
+import psutil
+
 from flow.batchsystems.abstract import BatchConfig, BatchSystem
 from flow.batchsystems.registry import make_batch_system
 from flow.core import promise
@@ -21,7 +23,7 @@ from flow.core.exceptions import FailedJobsException, FlowError
 from flow.core.filestore import FileID
 from flow.core.job import Job
 from flow.core.leader import Leader, LeaderSettings
-from flow.core.logs import install_excepthook, setup_logging
+from flow.core.logs import install_excepthook, remove_handler, setup_logging
 from flow.core.options import default_options, log_level
 from flow.core.progress import Progress
 from flow.core.resources import machine_cores, machine_disk, machine_memory
@@ -42,6 +44,7 @@ logger = logging.getLogger("flow")
 ROOT_RECORD = "root"
 STATUS_RECORD = "status"
 LEADER_RECORD = "leader"
+RESULT_RECORD = "result"  # which promise Flow.start returns
 
 
 class Flow:
@@ -62,11 +65,12 @@ class Flow:
         self.options = options
         self._store: JobStore | None = None
         self._config: WorkerConfig | None = None
+        self._log_handler: logging.Handler | None = None
         install_excepthook()
 
     # ---- context ------------------------------------------------------------------------------
     def __enter__(self) -> Flow:
-        setup_logging(log_level(self.options), self.options.logFile)
+        self._log_handler = setup_logging(log_level(self.options), self.options.logFile)
         locator = self.options.jobStore
         if self.options.restart:
             self._store = open_job_store(locator)
@@ -83,6 +87,8 @@ class Flow:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
     ) -> None:
+        remove_handler(self._log_handler)
+        self._log_handler = None
         if self._store is None:
             return
         clean = self.options.clean
@@ -121,10 +127,11 @@ class Flow:
         rootJob.checkJobGraphForDeadlocks()
         store = self.jobStore
         root = next(iter(rootJob.getRootJobs()))
-        root._description.has_promises = True
+        value = root.rv()  # an encapsulated root promises its inner job's value
         self._save_config(new_job_id())
         descs = write_new_jobs(store, [root, *collect_new_jobs(root)])
         store.write_shared(ROOT_RECORD, root.jobStoreID.encode())
+        store.write_shared(RESULT_RECORD, pickle.dumps((value.job_id, value.path)))
         return self._run(root.jobStoreID, descs)
 
     def restart(self) -> Any:
@@ -158,9 +165,10 @@ class Flow:
         batch = self._make_batch_system()
         progress = Progress(enabled=not self.options.noProgress)
         leader = Leader(store, batch, self._leader_settings(), progress)
-        store.write_shared(STATUS_RECORD, b"running")
-        store.write_shared(LEADER_RECORD, f"{os.uname().nodename} {os.getpid()}".encode())
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+        started = psutil.Process().create_time()
+        store.write_shared(LEADER_RECORD, f"{os.uname().nodename} {os.getpid()} {started}".encode())
+        store.write_shared(STATUS_RECORD, b"running")
         try:
             ok = leader.run(root_id, known)
         except BaseException:
@@ -181,9 +189,12 @@ class Flow:
         return self._root_value(root_id)
 
     def _root_value(self, root_id: str) -> Any:
+        """What the root job's promise resolves to (for an encapsulated root, its inner job's)."""
         store = self.jobStore
+        raw = store.read_shared(RESULT_RECORD)
+        job_id, path = pickle.loads(raw) if raw else (root_id, ())
         with promise.resolving(lambda job_id: read_return_value(store, job_id)):
-            return read_return_value(store, root_id)
+            return promise.Promise(job_id, path).resolve()
 
     def _make_batch_system(self) -> BatchSystem:
         o = self.options

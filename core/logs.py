@@ -16,8 +16,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (FlowError, JobStoreError, BatchS
 _FORMAT = "[%(asctime)s] %(levelname)-7s %(message)s"
 
 
-def setup_logging(level: int, log_file: str | None = None) -> None:
-    """Log flow's messages to stderr (and ``log_file``) at ``level``; idempotent."""
+def setup_logging(level: int, log_file: str | None = None) -> logging.Handler | None:
+    """Log flow's messages to stderr (and ``log_file``) at ``level``; idempotent.
+
+    Returns the file handler it added, for :func:`remove_handler` when the run ends."""
     flow_logger = logging.getLogger("flow")
     flow_logger.setLevel(level)
     if not any(getattr(h, "_flow", False) for h in flow_logger.handlers):
@@ -31,6 +33,14 @@ def setup_logging(level: int, log_file: str | None = None) -> None:
         file_handler.setFormatter(logging.Formatter(_FORMAT))
         file_handler._flow_file = log_file  # type: ignore[attr-defined]
         flow_logger.addHandler(file_handler)
+        return file_handler
+    return None
+
+
+def remove_handler(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        logging.getLogger("flow").removeHandler(handler)
+        handler.close()
 
 
 def report(exc: BaseException) -> int:

@@ -30,6 +30,12 @@ class Promise:
     def __reduce__(self) -> tuple[Any, ...]:
         return (_resolve, (self.job_id, self.path))
 
+    def resolve(self) -> Any:
+        """The promised value (inside :func:`resolving`)."""
+        if _resolver is None:
+            raise PromiseError(f"{self!r} cannot be resolved here: no job store to read it from")
+        return _resolve(self.job_id, self.path)
+
     def __repr__(self) -> str:
         suffix = "".join(f"[{p!r}]" for p in self.path)
         return f"<Promise of job {self.job_id}{suffix}>"

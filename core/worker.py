@@ -285,7 +285,9 @@ class _Usage:
         self.enabled = enabled
         self.start = time.time()
         self.self_cpu = self.child_cpu = 0.0
+        self.kids_peak = 0
         if enabled:
+            self.kids_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             with contextlib.suppress(OSError):
                 with open("/proc/self/clear_refs", "w") as handle:
                     handle.write("5")  # reset this process's peak RSS
@@ -304,7 +306,10 @@ class _Usage:
                 for line in handle:
                     if line.startswith("VmHWM:"):
                         peak = int(line.split()[1]) * 1024
-        peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+        # RUSAGE_CHILDREN's peak never resets: it speaks for this job only if it grew during it.
+        kids_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if kids_peak > self.kids_peak:
+            peak = max(peak, kids_peak * 1024)
         return {
             "job_id": desc.job_id, "kind": desc.name, "hidden": desc.hidden,
             "wall": time.time() - self.start,
