@@ -66,6 +66,8 @@ class JobDescription:
     body: bytes | None = None
     #: The pickled return value when small (else it is the job store's result record).
     result: bytes | None = None
+    #: When the job returned another job's promise: that (job id, path), followed in a loop.
+    result_promise: tuple[str, tuple[object, ...]] | None = None
 
     @property
     def label(self) -> str:

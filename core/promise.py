@@ -41,10 +41,8 @@ class Promise:
         return f"<Promise of job {self.job_id}{suffix}>"
 
 
-def _resolve(job_id: str, path: tuple[Any, ...]) -> Any:
-    if _resolver is None:
-        return Promise(job_id, path)
-    value = _resolver(job_id)
+def walk(value: Any, path: tuple[Any, ...], job_id: str) -> Any:
+    """``value[path[0]][path[1]]...``, with a clear error when an item is missing."""
     for step in path:
         try:
             value = value[step]
@@ -53,6 +51,12 @@ def _resolve(job_id: str, path: tuple[Any, ...]) -> Any:
                 f"promise of job {job_id}: its return value has no item {step!r} (path {path!r})"
             ) from exc
     return value
+
+
+def _resolve(job_id: str, path: tuple[Any, ...]) -> Any:
+    if _resolver is None:
+        return Promise(job_id, path)
+    return walk(_resolver(job_id), path, job_id)
 
 
 @contextlib.contextmanager

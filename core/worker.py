@@ -120,15 +120,27 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
 
 
 def read_return_value(store: JobStore, job_id: str) -> Any:
-    """A job's return value (inline in its description, or its result record)."""
-    desc = JobDescription.loads(store.read_job(job_id))
+    """A job's return value (inline in its description, or its result record).
+
+    A job that returned another job's promise (``return child.rv()``, often down a long chain)
+    is followed in a loop, so the depth of such chains is not bounded by the Python stack."""
+    paths: list[tuple[Any, ...]] = []
+    for _ in range(10_000_000):
+        desc = JobDescription.loads(store.read_job(job_id))
+        if desc.result_promise is None:
+            break
+        job_id, path = desc.result_promise
+        paths.append(path)
     raw = desc.result if desc.result is not None else store.read_result(job_id)
     if raw is None:
         raise promise.PromiseError(
             f"a promise of job {desc.label} ({job_id}) was read before that job returned; "
             "promises may only be passed to successors of the job that makes them"
         )
-    return dill.loads(raw)
+    value = dill.loads(raw)
+    for path in reversed(paths):
+        value = promise.walk(value, path, job_id)
+    return value
 
 
 def _load_job(store: JobStore, desc: JobDescription) -> Job:
@@ -147,7 +159,9 @@ def _commit(store: JobStore, config: WorkerConfig, job: Job, value: Any, file_st
     if new_jobs:
         job.checkJobGraphAcylic()
     new_descs = write_new_jobs(store, new_jobs)
-    if desc.has_promises:
+    if desc.has_promises and isinstance(value, promise.Promise):
+        desc.result_promise = (value.job_id, value.path)
+    elif desc.has_promises:
         result = dill.dumps(value, recurse=True)
         if len(result) <= INLINE_LIMIT:
             desc.result = result
