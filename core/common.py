@@ -144,7 +144,7 @@ class Flow:
         workflow_id = pickle.loads(old).workflow_id if old else new_job_id()
         store.delete_shared("kill")
         self._save_config(workflow_id)
-        return self._run(raw_root.decode(), [])
+        return self._run(raw_root.decode(), [], restart=True)
 
     def _save_config(self, workflow_id: str) -> None:
         o = self.options
@@ -160,7 +160,7 @@ class Flow:
         )
         self.jobStore.write_shared(CONFIG_RECORD, self._config.dumps())
 
-    def _run(self, root_id: str, known: list[Any]) -> Any:
+    def _run(self, root_id: str, known: list[Any], restart: bool = False) -> Any:
         store = self.jobStore
         batch = self._make_batch_system()
         progress = Progress(enabled=not self.options.noProgress)
@@ -170,7 +170,7 @@ class Flow:
         store.write_shared(LEADER_RECORD, f"{os.uname().nodename} {os.getpid()} {started}".encode())
         store.write_shared(STATUS_RECORD, b"running")
         try:
-            ok = leader.run(root_id, known)
+            ok = leader.run(root_id, known, restart=restart)
         except BaseException:
             store.write_shared(STATUS_RECORD, b"failed")
             leader.kill_all()

@@ -42,6 +42,8 @@ class JobDescription:
     #: Hidden from what users see (progress bar, default log): a front-end's internal job.
     hidden: bool = False
     is_service: bool = False
+    #: For a service host: the host of the service it was added under (``parentService``).
+    service_parent: str | None = None
     state: JobState = JobState.PENDING
     children: list[str] = field(default_factory=list)
     follow_ons: list[str] = field(default_factory=list)

@@ -169,7 +169,9 @@ class Job:
             raise JobException(f"addService expects a Job.Service, got {type(service).__name__}")
         host = ServiceHostJob(service)
         if parentService is not None:
-            host.parent_host_id = parentService._host_id
+            if not parentService._host_id:
+                raise JobException("parentService must itself be added with addService first")
+            host._description.service_parent = parentService._host_id
         service._host_id = host.jobStoreID
         self._services.append(host)
         host._predecessors.append(self)
@@ -463,7 +465,6 @@ class ServiceHostJob(Job):
             unitName=service.unitName,
         )
         self._description.is_service = True
-        self.parent_host_id = ""
 
     def _kind_name(self) -> str:
         return type(self.service).__name__

@@ -58,12 +58,12 @@ class Leader:
         self._next_tick = 0.0
 
     # ---- the loop ---------------------------------------------------------------------------
-    def run(self, root_id: str, known: Iterable[JobDescription] = ()) -> bool:
+    def run(self, root_id: str, known: Iterable[JobDescription] = (), restart: bool = False) -> bool:
         """Run the workflow from ``root_id`` to the end; True if every job succeeded."""
         descs = list(known)
         seen = {d.job_id for d in descs}
         descs.extend(self._closure([root_id, *(s for d in descs for s in _successors(d))], seen))
-        self._events.append(sm.Started(root_id, tuple(descs)))
+        self._events.append(sm.Started(root_id, tuple(descs), fresh_retries=restart))
         while True:
             while self._events:
                 self._carry_out(self.scheduler.step(self._events.popleft()))

@@ -44,6 +44,8 @@ class Started:
 
     root_id: str
     descriptions: tuple[JobDescription, ...]
+    #: A restart: jobs that have not run get the full --retryCount again (as after a fix).
+    fresh_retries: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class JobRecord:
         "job_id", "label", "hidden", "is_service", "checkpoint", "requests", "time_limit",
         "status", "stored_ran", "retries_left", "lost_reissues", "preds_needed", "preds_arrived",
         "parents", "children", "follow_ons", "services", "phase", "outstanding", "phase_failed",
-        "services_pending", "services_alive", "owner", "reason", "stop_sent",
+        "services_pending", "services_alive", "owner", "reason", "stop_sent", "service_parent",
     )
 
     def __init__(self, desc: JobDescription, defaults: Defaults) -> None:
@@ -193,6 +195,7 @@ class JobRecord:
         self.owner = ""
         self.reason = ""
         self.stop_sent = False
+        self.service_parent = desc.service_parent
         self.phase = 0
         self.outstanding = 0
         self.phase_failed = False
@@ -266,6 +269,9 @@ class Scheduler:
     # ---- event handlers --------------------------------------------------------------------
     def _on_started(self, event: Started) -> None:
         self._learn(event.descriptions)
+        if event.fresh_retries:
+            for rec in self.jobs.values():
+                rec.retries_left = self.defaults.retry_count
         self.root_id = event.root_id
         root = self.jobs[event.root_id]
         root.preds_needed = 0
@@ -321,13 +327,23 @@ class Scheduler:
             return
         self._set_status(host, Status.SERVICE_RUNNING)
         owner = self.jobs[host.owner]
-        if owner.status is Status.STOPPING_SERVICES and not host.stop_sent:
-            host.stop_sent = True
-            self._out.append(StopService(job_id))
+        if owner.status is Status.STOPPING_SERVICES:
+            self._stop_services(owner)
             return
         owner.services_pending -= 1
+        for child in self._service_children(owner, job_id):
+            if child.status is Status.WAITING:
+                self._ready(child)
         if owner.services_pending == 0 and owner.status is Status.STARTING_SERVICES:
             self._begin_phase(owner, 0)
+
+    def _service_children(self, owner: JobRecord, host_id: str) -> list[JobRecord]:
+        """Services of ``owner`` added with ``parentService`` = the service ``host_id``."""
+        return [self.jobs[h] for h in owner.services if self.jobs[h].service_parent == host_id]
+
+    def _parent_service_up(self, host: JobRecord) -> bool:
+        parent = self.jobs.get(host.service_parent) if host.service_parent else None
+        return parent is None or parent.status in (Status.SERVICE_RUNNING, Status.DONE)
 
     def _on_tick(self, event: Tick) -> None:
         for job_id, seconds in event.running.items():
@@ -411,8 +427,8 @@ class Scheduler:
                 rec.services_pending += 1
         if rec.services_pending:
             self._set_status(rec, Status.STARTING_SERVICES)
-            for host in hosts:
-                if host.status is Status.WAITING:
+            for host in hosts:  # a service with a parent service starts once that one is up
+                if host.status is Status.WAITING and self._parent_service_up(host):
                     self._ready(host)
         else:
             self._begin_phase(rec, 0)
@@ -457,21 +473,33 @@ class Scheduler:
                     self._later(self._block, self.jobs[job_id])
         if rec.services_alive:
             self._set_status(rec, Status.STOPPING_SERVICES)
-            for host_id in rec.services:
-                host = self.jobs[host_id]
-                if host.stop_sent or host.status in SETTLED:
-                    continue
-                host.stop_sent = True
-                if host.status is Status.SERVICE_RUNNING:
-                    self._out.append(StopService(host_id))
-                else:
-                    self._out.append(Kill((host_id,), "its job ended before the service started"))
-                    self._later(self._service_exited, host, JobEnded(host_id, True))
-            return
+            self._stop_services(rec)
+            if rec.services_alive:
+                return
         if failed and rec.checkpoint and rec.retries_left > 0:
             self._restart_checkpoint(rec)
             return
         self._later(self._settle, rec, not failed)
+
+    def _stop_services(self, rec: JobRecord) -> None:
+        """Stop the job's services, each only after its child services have gone."""
+        for host_id in rec.services:
+            host = self.jobs[host_id]
+            if host.stop_sent or host.status in SETTLED:
+                continue
+            if host.status is Status.WAITING:  # never started: its parent service never came up
+                host.stop_sent = True
+                self._set_status(host, Status.BLOCKED)
+                rec.services_alive -= 1
+                continue
+            if any(c.status not in SETTLED for c in self._service_children(rec, host_id)):
+                continue
+            host.stop_sent = True
+            if host.status is Status.SERVICE_RUNNING:
+                self._out.append(StopService(host_id))
+            else:
+                self._out.append(Kill((host_id,), "its job ended before the service started"))
+                self._later(self._service_exited, host, JobEnded(host_id, True))
 
     def _service_exited(self, host: JobRecord, event: JobEnded) -> None:
         expected = host.stop_sent
@@ -488,8 +516,10 @@ class Scheduler:
             if owner.status is Status.STARTING_SERVICES:
                 self._finish(owner, failed=True)
                 return
-        if owner.status is Status.STOPPING_SERVICES and owner.services_alive == 0:
-            self._finish(owner, failed=owner.phase_failed)
+        if owner.status is Status.STOPPING_SERVICES:
+            self._stop_services(owner)  # its parent service may stop now
+            if owner.services_alive == 0:
+                self._finish(owner, failed=owner.phase_failed)
 
     def _restart_checkpoint(self, rec: JobRecord) -> None:
         """Forget the subtree and run the checkpoint job again."""

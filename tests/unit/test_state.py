@@ -268,3 +268,25 @@ def test_late_report_for_settled_job_is_ignored(n: int) -> None:
     h.succeed(root)
     for _ in range(n):
         assert h.end("root", ran(root)) == []
+
+
+def test_child_service_starts_after_its_parent_and_stops_before_it() -> None:
+    root = desc("root")
+    h = Harness(root)
+    parent, child, kid = _service_desc("parent"), _service_desc("child"), desc("kid")
+    child.service_parent = "parent"
+    out = h.end("root", ran(root, ["kid"], services=["parent", "child"]), parent, child, kid)
+    assert issued(out) == ["parent"]
+    assert issued(h.s.step(sm.ServiceStarted("parent"))) == ["child"]
+    assert issued(h.s.step(sm.ServiceStarted("child"))) == ["kid"]
+    assert h.succeed(kid) == [sm.StopService("child")]
+    assert h.end("child", ran(child)) == [sm.StopService("parent")]
+    assert h.end("parent", ran(parent))[-1] == sm.Finished(True)
+
+
+def test_restart_gives_unrun_jobs_fresh_retries() -> None:
+    root = ran(desc("root", ["a"]))
+    a = desc("a", retries_left=0)
+    s = sm.Scheduler(sm.Defaults(retry_count=2))
+    assert issued(s.step(sm.Started("root", (root, a), fresh_retries=True))) == ["a"]
+    assert s.record("a").retries_left == 2
