@@ -62,6 +62,8 @@ class Flow:
         if not options.jobStore:
             options.jobStore = tempfile.mkdtemp(prefix="flow-jobstore-")
             os.rmdir(options.jobStore)
+        if options.stats and options.clean in ("always", "onSuccess"):
+            options.clean = "never"  # as in Toil: --stats keeps the store for 'flow stats'
         self.options = options
         self._store: JobStore | None = None
         self._config: WorkerConfig | None = None
