@@ -243,10 +243,6 @@ class Scheduler:
     def record(self, job_id: str) -> JobRecord:
         return self.jobs[job_id]
 
-    def issued(self) -> list[str]:
-        live = (Status.ISSUED, Status.SERVICE_RUNNING)
-        return [j.job_id for j in self.jobs.values() if j.status in live]
-
     # ---- the one entry point -------------------------------------------------------------------
     def step(self, event: Event) -> list[Instruction]:
         if isinstance(event, Started):
