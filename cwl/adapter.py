@@ -1,0 +1,250 @@
+"""The one module that talks to cwltool: loading, validation, running one tool invocation.
+
+Everything CWL-specific that cwltool already does (schema-salad loading and validation, input
+objects, command lines, expressions, staging, output collection, containers) is done by cwltool
+through its public API here. flow's job classes (:mod:`flow.cwl.jobs`) only schedule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from flow.core.exceptions import FlowError
+
+logger = logging.getLogger("flow.cwl")
+
+#: Exit status for a document that needs something flow does not support (cwltool's).
+UNSUPPORTED_EXIT = 33
+
+
+class CWLError(FlowError):
+    """An invalid document or input object, reported in one paragraph (exit 1)."""
+
+
+class CWLUnsupportedError(FlowError):
+    """The document needs a feature this run cannot provide (exit 33)."""
+
+    exit_code = UNSUPPORTED_EXIT
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How tools run; picklable, so that every worker runs them the same way."""
+
+    container: str | None = None  # "docker", "podman", "singularity" or None (on the host)
+    strict: bool = True
+    relax_path_checks: bool = False
+    tmpdir_prefix: str | None = None
+    tmp_outdir_prefix: str | None = None
+    debug: bool = False
+    enable_dev: bool = False
+    preserve_environment: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolRef:
+    """Where a process lives: its document, and the step ids leading to an embedded tool."""
+
+    uri: str
+    steps: tuple[str, ...] = ()
+
+
+# ---- loading ---------------------------------------------------------------------------------
+def _loading_context(settings: RunSettings) -> Any:
+    from cwltool.context import LoadingContext
+    from cwltool.workflow import default_make_tool
+
+    ctx = LoadingContext()
+    ctx.construct_tool_object = default_make_tool
+    ctx.strict = settings.strict
+    ctx.relax_path_checks = settings.relax_path_checks
+    ctx.enable_dev = settings.enable_dev
+    ctx.do_update = True
+    return ctx
+
+
+@functools.lru_cache(maxsize=32)
+def load_process(uri: str, settings: RunSettings) -> Any:
+    """Load and validate a CWL document (cached per process: workers reuse it)."""
+    from cwltool.errors import WorkflowException
+    from cwltool.load_tool import load_tool
+    from schema_salad.exceptions import ValidationException
+
+    try:
+        return load_tool(uri, _loading_context(settings))
+    except (ValidationException, WorkflowException) as exc:
+        raise CWLError(f"{uri} is not a valid CWL document:\n{_short(exc)}") from None
+    except (OSError, ValueError) as exc:
+        raise CWLError(f"cannot load {uri}: {exc}") from None
+
+
+def resolve(ref: ToolRef, settings: RunSettings) -> Any:
+    """The process a :class:`ToolRef` names."""
+    process = load_process(ref.uri, settings)
+    for step_id in ref.steps:
+        step = next((s for s in process.steps if s.id == step_id), None)
+        if step is None:
+            raise CWLError(f"{ref.uri}: no step {step_id}")
+        process = step.embedded_tool
+    return process
+
+
+def process_class(process: Any) -> str:
+    return str(process.tool.get("class"))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = text.splitlines()
+    return "\n".join(lines[:40]) + ("\n..." if len(lines) > 40 else "")
+
+
+# ---- input objects ---------------------------------------------------------------------------
+def load_inputs(process: Any, job_order_path: str | None, settings: RunSettings) -> dict[str, Any]:
+    """Read the input object (YAML/JSON), fill defaults, normalise files, validate types."""
+    from cwltool.errors import WorkflowException
+    from cwltool.main import init_job_order, load_job_order
+    from schema_salad.exceptions import ValidationException
+
+    args = argparse.Namespace(job_order=[job_order_path] if job_order_path else [], basedir=None,
+                              workflow=process.tool["id"], tool_help=False)
+    try:
+        job_order, input_basedir, loader = load_job_order(args, io.StringIO(), None, [], process.tool["id"])
+        job_order = init_job_order(job_order, args, process, loader, io.StringIO(), input_basedir=input_basedir)
+    except (ValidationException, WorkflowException) as exc:
+        raise CWLError(f"invalid input object {job_order_path}:\n{_short(exc)}") from None
+    except SystemExit:
+        raise CWLError(f"the input object {job_order_path} is not a JSON/YAML mapping") from None
+    except (OSError, ValueError) as exc:
+        raise CWLError(f"cannot read the input object {job_order_path}: {exc}") from None
+    validate_inputs(process, job_order)
+    return cast(dict[str, Any], job_order)
+
+
+def validate_inputs(process: Any, job_order: MutableMapping[str, Any]) -> None:
+    from cwltool.errors import WorkflowException
+    from cwltool.process import fill_in_defaults
+    from cwltool.stdfsaccess import StdFsAccess
+    from cwltool.utils import normalizeFilesDirs
+    from schema_salad.exceptions import ValidationException
+    from schema_salad.validate import validate_ex
+
+    try:
+        fill_in_defaults(process.tool["inputs"], job_order, StdFsAccess(""))
+        normalizeFilesDirs(job_order)
+        schema = process.names.get_name("input_record_schema", None)
+        validate_ex(schema, job_order, strict=False, logger=logging.getLogger("flow.cwl.validation"),
+                    vocab=_input_vocab())
+    except (ValidationException, WorkflowException) as exc:
+        raise CWLError(f"the inputs do not match what {process.tool['id']} expects:\n{_short(exc)}") from None
+
+
+def _input_vocab() -> Any:
+    from cwltool.process import INPUT_OBJ_VOCAB
+
+    return INPUT_OBJ_VOCAB
+
+
+def check_requirements(process: Any, settings: RunSettings) -> None:
+    """Fail early (exit 33) on a required container when tools run on the host."""
+    if settings.container is not None:
+        return
+
+    def visit(tool: Any) -> None:
+        for req in tool.get("requirements", []):
+            if req.get("class") == "DockerRequirement":
+                raise CWLUnsupportedError(
+                    f"{tool.get('id')} requires a container (DockerRequirement) and no container "
+                    "runtime is in use: install podman or singularity, or pass --podman/--singularity"
+                )
+
+    process.visit(visit)
+
+
+# ---- running one invocation -----------------------------------------------------------------
+def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: RunSettings) -> dict[str, Any]:
+    """Run one CommandLineTool/ExpressionTool invocation with cwltool; outputs under work_dir/out."""
+    from cwltool.context import RuntimeContext
+    from cwltool.errors import UnsupportedRequirement, WorkflowException
+    from cwltool.executors import SingleJobExecutor
+
+    ctx = RuntimeContext()
+    ctx.basedir = work_dir
+    ctx.outdir = os.path.join(work_dir, "out")
+    ctx.tmpdir_prefix = settings.tmpdir_prefix or os.path.join(work_dir, "tmp")
+    ctx.tmp_outdir_prefix = settings.tmp_outdir_prefix or os.path.join(work_dir, "outtmp")
+    ctx.stagedir = os.path.join(work_dir, "stage")
+    ctx.use_container = settings.container is not None
+    ctx.podman = settings.container == "podman"
+    ctx.singularity = settings.container == "singularity"
+    ctx.move_outputs = "move"
+    ctx.rm_tmpdir = True
+    ctx.debug = settings.debug
+    ctx.strict_memory_limit = False
+    ctx.preserve_environment = list(settings.preserve_environment)
+    os.makedirs(ctx.outdir, exist_ok=True)
+    try:
+        outputs, status = SingleJobExecutor().execute(process, inputs, ctx, logger=logging.getLogger("cwltool"))
+    except UnsupportedRequirement as exc:
+        raise CWLUnsupportedError(str(exc)) from None
+    except WorkflowException as exc:
+        raise RuntimeError(f"{process.tool.get('id')}: {_short(exc)}") from None
+    if status != "success" or outputs is None:
+        raise RuntimeError(f"{process.tool.get('id')} finished with status {status}")
+    return cast(dict[str, Any], outputs)
+
+
+# ---- values ---------------------------------------------------------------------------------
+def walk_files(value: Any) -> Iterator[dict[str, Any]]:
+    """Every File and Directory object in a CWL value, outermost first."""
+    if isinstance(value, dict):
+        if value.get("class") in ("File", "Directory"):
+            yield value
+            for key in ("secondaryFiles", "listing"):
+                for item in value.get(key) or []:
+                    yield from walk_files(item)
+            return
+        for item in value.values():
+            yield from walk_files(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk_files(item)
+
+
+def plain(value: Any) -> Any:
+    """A deep copy made of dicts, lists and scalars (ruamel types do not travel well)."""
+    if isinstance(value, MutableMapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def detect_container(requested: str | None, no_container: bool) -> str | None:
+    """Which container runtime to use: the one asked for, else what works here, else none."""
+    if no_container:
+        return None
+    if requested:
+        return requested
+    if shutil.which("docker") and os.path.exists("/var/run/docker.sock"):
+        return "docker"
+    if shutil.which("podman"):
+        try:
+            ok = subprocess.run(["podman", "info"], capture_output=True, timeout=20).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            ok = False
+        if ok:
+            return "podman"
+    for exe in ("singularity", "apptainer"):
+        if shutil.which(exe):
+            return "singularity"
+    return None

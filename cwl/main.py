@@ -1,0 +1,107 @@
+"""``flow-cwl workflow.cwl inputs.yml``: run a CWL document on flow, print its outputs as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from flow.core.common import Flow
+from flow.core.exceptions import FailedJobsException
+from flow.core.logs import USER_ERRORS, report
+from flow.core.options import add_flow_options
+from flow.cwl import adapter, staging
+from flow.cwl.jobs import CWLJob
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flow-cwl", description=__doc__)
+    parser.add_argument("workflow", help="the CWL document (CommandLineTool, ExpressionTool or Workflow)")
+    parser.add_argument("job_order", nargs="?", default=None, help="the input object (YAML or JSON)")
+    cwl = parser.add_argument_group("cwltool options")
+    cwl.add_argument("--outdir", default=os.getcwd(), help="where output files go (current directory)")
+    cwl.add_argument("--no-container", action="store_true", help="run tools on the host, never in a container")
+    cwl.add_argument("--podman", action="store_const", const="podman", dest="container")
+    cwl.add_argument("--singularity", action="store_const", const="singularity", dest="container")
+    cwl.add_argument("--docker", action="store_const", const="docker", dest="container")
+    cwl.add_argument("--tmpdir-prefix", default=None)
+    cwl.add_argument("--tmp-outdir-prefix", default=None)
+    cwl.add_argument("--relax-path-checks", action="store_true")
+    cwl.add_argument("--strict", action="store_true", default=True)
+    cwl.add_argument("--non-strict", action="store_false", dest="strict")
+    cwl.add_argument("--enable-dev", action="store_true")
+    cwl.add_argument("--preserve-environment", action="append", default=[])
+    cwl.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    cwl.add_argument("--debug", action="store_true")
+    cwl.add_argument("--validate", action="store_true", help="only check the document")
+    add_flow_options(parser, jobstore_as_flag=True)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> adapter.RunSettings:
+    container = adapter.detect_container(args.container, args.no_container)
+    if container is None and not args.no_container:
+        logging.getLogger("flow.cwl").warning("no container runtime found: tools run on the host")
+    return adapter.RunSettings(
+        container=container, strict=args.strict, relax_path_checks=args.relax_path_checks,
+        tmpdir_prefix=args.tmpdir_prefix, tmp_outdir_prefix=args.tmp_outdir_prefix,
+        debug=args.debug, enable_dev=args.enable_dev,
+        preserve_environment=tuple(args.preserve_environment),
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Load, validate, run; returns the output object with files in --outdir."""
+    settings = _settings(args)
+    uri = args.workflow if "://" in args.workflow else os.path.abspath(args.workflow)
+    ref = adapter.ToolRef(uri)
+    process = adapter.load_process(uri, settings)
+    adapter.check_requirements(process, settings)
+    inputs = adapter.plain(adapter.load_inputs(process, args.job_order, settings))
+    with Flow(args) as flow:
+        if args.restart:
+            outputs = flow.restart()
+        else:
+            staging.import_inputs(inputs, lambda url: str(flow.importFile(url)))
+            kind = adapter.process_class(process)
+            if kind not in ("CommandLineTool", "ExpressionTool"):
+                raise adapter.CWLUnsupportedError(f"{kind} documents are not supported yet")
+            outputs = flow.start(CWLJob(ref, inputs, settings, process))
+        exported: dict[str, Any] = staging.Exporter(flow.jobStore, args.outdir)(outputs)
+        return exported
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quiet:
+        args.logLevel = "WARNING"
+    args.noProgress = args.noProgress or args.quiet
+    logging.getLogger("cwltool").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        if args.validate:
+            adapter.load_process(os.path.abspath(args.workflow), _settings(args))
+            print(f"{args.workflow} is valid CWL.")
+            return 0
+        outputs = run(args)
+    except adapter.CWLUnsupportedError as exc:
+        report(exc)
+        return adapter.UNSUPPORTED_EXIT
+    except FailedJobsException as exc:
+        report(exc)
+        unsupported = any("CWLUnsupportedError" in job.reason for job in exc.failed)
+        return adapter.UNSUPPORTED_EXIT if unsupported else 1
+    except USER_ERRORS as exc:
+        report(exc)
+        return 1
+    except KeyboardInterrupt:
+        print("flow-cwl: interrupted; resume with --restart --jobStore DIR", file=sys.stderr)
+        return 130
+    print(json.dumps(outputs, indent=4, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""CWL File and Directory objects moving through flow's file store.
+
+Between jobs a File's ``location`` is ``flowfile:<file id>`` and a Directory's is ``flowdir:<id>``
+with a complete ``listing``; nothing refers to a host path, so the same run works on any batch
+system. A job materialises its inputs as real local files (hard links where possible), and
+stores its outputs back; the leader imports the inputs and exports the final outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flow.core.filestore import FileStore
+from flow.cwl.adapter import CWLError
+from flow.jobstores.abstract import JobStore
+
+FLOW_FILE = "flowfile:"
+FLOW_DIR = "flowdir:"
+
+
+def local_path(location: str) -> str | None:
+    """The host path of a file:// URL or plain path, else None."""
+    parsed = urllib.parse.urlparse(location)
+    if parsed.scheme == "file":
+        return urllib.parse.unquote(parsed.path)
+    if parsed.scheme == "" and location:
+        return os.path.abspath(location)
+    return None
+
+
+def _file_uri(path: str) -> str:
+    return "file://" + urllib.parse.quote(os.path.abspath(path))
+
+
+# ---- leader: inputs in ---------------------------------------------------------------------
+def import_inputs(value: Any, import_file: Callable[[str], str]) -> Any:
+    """Import every local or http(s) File/Directory in ``value`` into the job store (in place)."""
+    if isinstance(value, list):
+        for item in value:
+            import_inputs(item, import_file)
+    elif isinstance(value, dict):
+        if value.get("class") == "File":
+            _import_file(value, import_file)
+        elif value.get("class") == "Directory":
+            _import_directory(value, import_file)
+        else:
+            for item in value.values():
+                import_inputs(item, import_file)
+    return value
+
+
+def _import_file(obj: dict[str, Any], import_file: Callable[[str], str]) -> None:
+    location = obj.get("location") or obj.get("path")
+    if location and not location.startswith((FLOW_FILE, "_:")):
+        path = local_path(location)
+        if path is not None and not os.path.isfile(path):
+            raise CWLError(f"input file {path} does not exist")
+        obj["location"] = FLOW_FILE + import_file(path if path is not None else location)
+        obj.setdefault("basename", os.path.basename(path or urllib.parse.urlparse(location).path))
+        obj.pop("path", None)
+    for secondary in obj.get("secondaryFiles") or []:
+        import_inputs(secondary, import_file)
+
+
+def _import_directory(obj: dict[str, Any], import_file: Callable[[str], str]) -> None:
+    location = obj.get("location") or obj.get("path")
+    path = local_path(location) if location and not location.startswith((FLOW_DIR, "_:")) else None
+    if path is not None:
+        if not os.path.isdir(path):
+            raise CWLError(f"input directory {path} does not exist")
+        obj["listing"] = [_imported_entry(os.path.join(path, name), import_file) for name in sorted(os.listdir(path))]
+        obj["location"] = FLOW_DIR + uuid.uuid4().hex
+        obj.setdefault("basename", os.path.basename(path.rstrip("/")))
+        obj.pop("path", None)
+    else:
+        for item in obj.get("listing") or []:
+            import_inputs(item, import_file)
+
+
+def _imported_entry(path: str, import_file: Callable[[str], str]) -> dict[str, Any]:
+    kind = "Directory" if os.path.isdir(path) else "File"
+    entry: dict[str, Any] = {"class": kind, "location": _file_uri(path), "basename": os.path.basename(path)}
+    import_inputs(entry, import_file)
+    return entry
+
+
+# ---- worker: materialise inputs, store outputs -----------------------------------------------
+class Materializer:
+    """Makes flowfile:/flowdir: objects real under ``stage_dir``; ``mutable`` gives copies."""
+
+    def __init__(self, file_store: FileStore, stage_dir: str, mutable: bool = False) -> None:
+        self.file_store = file_store
+        self.stage_dir = stage_dir
+        self.mutable = mutable
+        self._n = 0
+
+    def __call__(self, value: Any) -> Any:
+        value = copy.deepcopy(value)
+        self._visit(value, None)
+        return value
+
+    def _visit(self, value: Any, parent_dir: str | None) -> None:
+        if isinstance(value, list):
+            for item in value:
+                self._visit(item, parent_dir)
+        elif isinstance(value, dict):
+            if value.get("class") == "File":
+                self._file(value, parent_dir)
+            elif value.get("class") == "Directory":
+                self._directory(value, parent_dir)
+            else:
+                for item in value.values():
+                    self._visit(item, None)
+
+    def _fresh_dir(self) -> str:
+        self._n += 1
+        path = os.path.join(self.stage_dir, str(self._n))
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _file(self, obj: dict[str, Any], parent_dir: str | None) -> None:
+        location = str(obj.get("location", ""))
+        where = parent_dir or self._fresh_dir()
+        if location.startswith(FLOW_FILE):
+            name = obj.get("basename") or os.path.basename(location)
+            path = self.file_store.readGlobalFile(
+                location[len(FLOW_FILE):], userPath=os.path.join(where, name), mutable=self.mutable
+            )
+            obj["location"] = _file_uri(path)
+            obj["path"] = path
+        for secondary in obj.get("secondaryFiles") or []:  # beside their primary file
+            self._visit(secondary, where if location.startswith(FLOW_FILE) else parent_dir)
+
+    def _directory(self, obj: dict[str, Any], parent_dir: str | None) -> None:
+        location = str(obj.get("location", ""))
+        if not location.startswith(FLOW_DIR):
+            for item in obj.get("listing") or []:
+                self._visit(item, None)
+            return
+        path = os.path.join(parent_dir or self._fresh_dir(), obj.get("basename") or "dir")
+        os.makedirs(path, exist_ok=True)
+        for item in obj.get("listing") or []:
+            self._visit(item, path)
+        obj["location"] = _file_uri(path)
+        obj["path"] = path
+        obj.pop("listing", None)  # cwltool lists it again as the tool's loadListing says
+
+
+def store_outputs(value: Any, file_store: FileStore) -> Any:
+    """Write every local File/Directory in a tool's output object into the file store."""
+    if isinstance(value, list):
+        return [store_outputs(item, file_store) for item in value]
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("class")
+    if kind not in ("File", "Directory"):
+        return {k: store_outputs(v, file_store) for k, v in value.items()}
+    out = dict(value)
+    path = local_path(str(out.get("location", ""))) if out.get("location") else None
+    if kind == "File" and path is not None and not out["location"].startswith(FLOW_FILE):
+        out["location"] = FLOW_FILE + file_store.writeGlobalFile(path)
+        out.pop("path", None)
+    elif kind == "Directory" and path is not None and not out["location"].startswith(FLOW_DIR):
+        out["listing"] = [
+            store_outputs(_entry(os.path.join(path, name)), file_store) for name in sorted(os.listdir(path))
+        ]
+        out["location"] = FLOW_DIR + uuid.uuid4().hex
+        out.pop("path", None)
+    elif kind == "Directory" and out.get("listing"):
+        out["listing"] = store_outputs(out["listing"], file_store)
+    if out.get("secondaryFiles"):
+        out["secondaryFiles"] = store_outputs(out["secondaryFiles"], file_store)
+    return out
+
+
+def _entry(path: str) -> dict[str, Any]:
+    kind = "Directory" if os.path.isdir(path) else "File"
+    return {"class": kind, "location": _file_uri(path), "basename": os.path.basename(path)}
+
+
+# ---- leader: outputs out ---------------------------------------------------------------------
+class Exporter:
+    """Writes flowfile:/flowdir: objects into ``outdir`` as cwltool lays out its outputs."""
+
+    def __init__(self, store: JobStore, outdir: str) -> None:
+        self.store = store
+        self.outdir = os.path.abspath(outdir)
+        self._taken: set[str] = set()
+
+    def __call__(self, value: Any) -> Any:
+        value = copy.deepcopy(value)
+        os.makedirs(self.outdir, exist_ok=True)
+        self._visit(value, None)
+        return value
+
+    def _target(self, parent: str | None, name: str) -> str:
+        base = os.path.join(parent or self.outdir, name)
+        path, n = base, 1
+        while parent is None and (path in self._taken or os.path.lexists(path)):
+            n += 1
+            path = f"{base}_{n}"
+        self._taken.add(path)
+        return path
+
+    def _visit(self, value: Any, parent: str | None) -> None:
+        if isinstance(value, list):
+            for item in value:
+                self._visit(item, parent)
+            return
+        if not isinstance(value, dict):
+            return
+        kind, location = value.get("class"), str(value.get("location", ""))
+        if kind == "File" and location.startswith(FLOW_FILE):
+            path = self._target(parent, value.get("basename") or os.path.basename(location))
+            self.store.read_file(location[len(FLOW_FILE):], path, link=True)
+            value["location"], value["path"] = _file_uri(path), path
+            for secondary in value.get("secondaryFiles") or []:
+                self._visit(secondary, os.path.dirname(path))
+        elif kind == "Directory" and location.startswith(FLOW_DIR):
+            path = self._target(parent, value.get("basename") or "dir")
+            os.makedirs(path, exist_ok=True)
+            for item in value.get("listing") or []:
+                self._visit(item, path)
+            value["location"], value["path"] = _file_uri(path), path
+        elif kind is None:
+            for item in value.values():
+                self._visit(item, None)
