@@ -79,6 +79,8 @@ def load_process(uri: str, settings: RunSettings) -> Any:
     from cwltool.load_tool import load_tool
     from schema_salad.exceptions import ValidationException
 
+    # cwltool's log handler sets its logger to INFO when imported: keep it to warnings.
+    logging.getLogger("cwltool").setLevel(logging.DEBUG if settings.debug else logging.WARNING)
     try:
         return load_tool(uri, _loading_context(settings))
     except (ValidationException, WorkflowException) as exc:
@@ -248,3 +250,128 @@ def detect_container(requested: str | None, no_container: bool) -> str | None:
         if shutil.which(exe):
             return "singularity"
     return None
+
+
+# ---- workflows: step inputs, valueFrom, when, outputs (cwltool's own semantics) ----------------
+def shortname(identifier: str) -> str:
+    from cwltool.process import shortname as cwl_shortname
+
+    return str(cwl_shortname(identifier))
+
+
+def _parameters(workflow: Any) -> dict[str, Any]:
+    """Workflow inputs and every step output, by id: what sources can name."""
+    params = {p["id"]: p for p in workflow.tool["inputs"]}
+    for step in workflow.steps:
+        params.update({p["id"]: p for p in step.tool["outputs"]})
+    return params
+
+
+def workflow_input_values(workflow: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """Inputs by full id, with the workflow's defaults where a value is missing."""
+    values: dict[str, Any] = {}
+    for param in workflow.tool["inputs"]:
+        name = shortname(param["id"])
+        if name in inputs:
+            values[param["id"]] = inputs[name]
+        elif "default" in param:
+            values[param["id"]] = plain(param["default"])
+        else:
+            values[param["id"]] = None
+    return values
+
+
+def _object_from_sources(workflow: Any, params: Any, sources: dict[str, Any], field: str, frag_only: bool) -> dict[str, Any]:
+    from cwltool.errors import WorkflowException
+    from cwltool.workflow_job import WorkflowStateItem, object_from_state
+
+    known = _parameters(workflow)
+    state: dict[str, WorkflowStateItem | None] = {
+        src: WorkflowStateItem(known[src], value, "success") for src, value in sources.items() if src in known
+    }
+    multiple = bool(workflow.get_requirement("MultipleInputFeatureRequirement")[0])
+    try:
+        obj = object_from_state(state, params, frag_only, multiple, field, incomplete=frag_only)
+    except WorkflowException as exc:
+        raise RuntimeError(str(exc)) from None
+    if obj is None:
+        raise RuntimeError(f"the sources of {[p['id'] for p in params]} are not all available")
+    return plain(obj)
+
+
+def step_input_object(workflow: Any, step: Any, sources: dict[str, Any]) -> dict[str, Any]:
+    """A step's input object (by full input id) from its sources' values: linkMerge,
+    pickValue and defaults as cwltool applies them."""
+    return _object_from_sources(workflow, step.tool["inputs"], sources, "source", False)
+
+
+def workflow_output_object(workflow: Any, sources: dict[str, Any]) -> dict[str, Any]:
+    """The workflow's output object (by short name) from its outputSources' values."""
+    return _object_from_sources(workflow, workflow.tool["outputs"], sources, "outputSource", True)
+
+
+def post_scatter_eval(
+    workflow: Any, step: Any, io: dict[str, Any], read_contents: Any, settings: RunSettings
+) -> dict[str, Any] | None:
+    """loadContents, then valueFrom, then ``when`` for one (scattered) job input; None = skip."""
+    from cwl_utils import expression
+    from cwltool.errors import WorkflowException
+
+    engine = settings.container or "docker"
+    value_from = {i["id"]: i["valueFrom"] for i in step.tool["inputs"] if "valueFrom" in i}
+    if value_from and not workflow.get_requirement("StepInputExpressionRequirement")[0]:
+        raise RuntimeError("the step uses valueFrom but StepInputExpressionRequirement is not declared")
+    for param in step.tool["inputs"]:
+        if param.get("loadContents") and io.get(param["id"]) is not None:
+            value = io[param["id"]]
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, dict) and item.get("contents") is None:
+                    item["contents"] = read_contents(item)
+    short = {shortname(k): v for k, v in io.items()}
+
+    def evaluate(text: Any, context: Any = None) -> Any:
+        try:
+            return expression.do_eval(text, short, workflow.requirements, None, None, {}, context=context,
+                                      debug=settings.debug, container_engine=engine)
+        except WorkflowException as exc:
+            raise RuntimeError(f"{step.id}: {_short(exc)}") from None
+
+    evaluated = {k: (evaluate(value_from[k], v) if k in value_from else v) for k, v in io.items()}
+    if "when" in step.tool:
+        short = {shortname(k): v for k, v in evaluated.items()}
+        condition = evaluate(step.tool["when"])
+        if condition is False:
+            return None
+        if condition is not True:
+            raise RuntimeError(f"{step.id}: 'when' must evaluate to true or false, not {condition!r}")
+    return plain(evaluated)
+
+
+def tool_inputs(step: Any, io: dict[str, Any]) -> dict[str, Any]:
+    """The embedded process's input object from a step's evaluated input object."""
+    return {shortname(i["id"]): io.get(i["id"]) for i in step.tool["inputs"] if not i.get("not_connected")}
+
+
+def step_sources(step: Any) -> list[str]:
+    out: list[str] = []
+    for param in step.tool["inputs"]:
+        source = param.get("source")
+        out.extend(source if isinstance(source, list) else [source] if source else [])
+    return out
+
+
+def output_sources(workflow: Any) -> list[str]:
+    out: list[str] = []
+    for param in workflow.tool["outputs"]:
+        source = param.get("outputSource")
+        out.extend(source if isinstance(source, list) else [source] if source else [])
+    return out
+
+
+def scatter_spec(step: Any) -> tuple[list[str], str] | None:
+    if "scatter" not in step.tool:
+        return None
+    scatter = step.tool["scatter"]
+    keys = list(scatter) if isinstance(scatter, list) else [scatter]
+    method = step.tool.get("scatterMethod") or "dotproduct"
+    return keys, str(method)

@@ -14,7 +14,7 @@ from flow.core.exceptions import FailedJobsException
 from flow.core.logs import USER_ERRORS, report
 from flow.core.options import add_flow_options
 from flow.cwl import adapter, staging
-from flow.cwl.jobs import CWLJob
+from flow.cwl.workflow import make_job
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,10 +66,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             outputs = flow.restart()
         else:
             staging.import_inputs(inputs, lambda url: str(flow.importFile(url)))
-            kind = adapter.process_class(process)
-            if kind not in ("CommandLineTool", "ExpressionTool"):
-                raise adapter.CWLUnsupportedError(f"{kind} documents are not supported yet")
-            outputs = flow.start(CWLJob(ref, inputs, settings, process))
+            outputs = flow.start(make_job(ref, inputs, settings, process))
         exported: dict[str, Any] = staging.Exporter(flow.jobStore, args.outdir)(outputs)
         return exported
 
