@@ -1,6 +1,7 @@
 """Batch systems: where workers run. ``single_machine`` (local, default)."""
 
 from flow.batchsystems.abstract import (
+    WORKER_PRELOAD_VARIABLE,
     BatchConfig,
     BatchJob,
     BatchSystem,
@@ -22,6 +23,7 @@ __all__ = [
     "ImpossibleRequestError",
     "JobExit",
     "SubmissionError",
+    "WORKER_PRELOAD_VARIABLE",
     "WorkerCall",
     "batch_system_class",
     "make_batch_system",

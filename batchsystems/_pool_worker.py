@@ -193,12 +193,31 @@ def serve(protocol: _Protocol) -> int:
         protocol.send(("done", batch_id, code))
 
 
+#: Comma-separated "module" or "module:function" to import (and call) before the first job,
+#: so that a front-end's heavy imports overlap with the leader's own start-up.
+PRELOAD_VARIABLE = "FLOW_WORKER_PRELOAD"  # = flow.batchsystems.abstract.WORKER_PRELOAD_VARIABLE
+
+
+def _preload() -> None:
+    from flow.batchsystems.call import resolve
+
+    for spec in filter(None, os.environ.get(PRELOAD_VARIABLE, "").split(",")):
+        try:
+            if ":" in spec:
+                resolve(spec)()
+            else:
+                __import__(spec)
+        except Exception as exc:  # noqa: BLE001 - a failed warm-up only costs time later
+            print(f"flow worker: preloading {spec} failed: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     protocol = _Protocol()
     signal.signal(signal.SIGTERM, _kill_session)
     _die_with_parent(int(args[0]) if args else None)
     os.register_at_fork(after_in_child=protocol.detach)
+    _preload()
     try:
         return serve(protocol)
     except BrokenPipeError:  # the leader closed our reply pipe

@@ -19,6 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+#: Environment variable: comma-separated "module" or "module:function" that a batch system's
+#: workers import (and call) when they start, before their first job, where they can.
+WORKER_PRELOAD_VARIABLE = "FLOW_WORKER_PRELOAD"
+
 
 class BatchSystemError(Exception):
     """Base class of batch-system errors."""

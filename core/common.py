@@ -66,6 +66,7 @@ class Flow:
             options.clean = "never"  # as in Toil: --stats keeps the store for 'flow stats'
         self.options = options
         self._store: JobStore | None = None
+        self._batch: BatchSystem | None = None
         self._config: WorkerConfig | None = None
         self._log_handler: logging.Handler | None = None
         install_excepthook()
@@ -84,6 +85,8 @@ class Flow:
                     f"The job store {locator} already holds a workflow. Resume it with --restart, "
                     f"or delete it with 'flow clean {locator}' to start over."
                 ) from None
+        # Started now, so that workers start up while the caller builds or loads its workflow.
+        self._batch = self._make_batch_system()
         return self
 
     def __exit__(
@@ -91,6 +94,9 @@ class Flow:
     ) -> None:
         remove_handler(self._log_handler)
         self._log_handler = None
+        if self._batch is not None:
+            self._batch.shutdown()
+            self._batch = None
         if self._store is None:
             return
         clean = self.options.clean
@@ -164,7 +170,7 @@ class Flow:
 
     def _run(self, root_id: str, known: list[Any], restart: bool = False) -> Any:
         store = self.jobStore
-        batch = self._make_batch_system()
+        batch = self._batch or self._make_batch_system()
         progress = Progress(enabled=not self.options.noProgress)
         leader = Leader(store, batch, self._leader_settings(), progress)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
@@ -200,7 +206,7 @@ class Flow:
 
     def _make_batch_system(self) -> BatchSystem:
         o = self.options
-        work_dir = self._config.work_dir if self._config else tempfile.gettempdir()
+        work_dir = os.path.abspath(o.workDir or tempfile.gettempdir())
         config = BatchConfig(
             max_cores=float(o.maxCores) if o.maxCores else machine_cores(),
             max_memory=int(o.maxMemory) if o.maxMemory else machine_memory(),

@@ -89,6 +89,23 @@ def load_process(uri: str, settings: RunSettings) -> Any:
         raise CWLError(f"cannot load {uri}: {exc}") from None
 
 
+WARM_URI_VARIABLE = "FLOW_CWL_WARM_URI"
+
+
+def warm_up() -> None:
+    """Run by a fresh worker before its first job: import cwltool, load the run's document."""
+    import cwltool.executors  # noqa: F401 - imported for its cost, ahead of the first job
+    from cwltool.errors import WorkflowException
+    from schema_salad.exceptions import ValidationException
+
+    uri = os.environ.get(WARM_URI_VARIABLE)
+    if uri:
+        try:
+            load_process(uri, RunSettings())
+        except (CWLError, ValidationException, WorkflowException, OSError, ValueError):
+            pass  # the leader reports a bad document
+
+
 def resolve(ref: ToolRef, settings: RunSettings) -> Any:
     """The process a :class:`ToolRef` names."""
     process = load_process(ref.uri, settings)

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from flow.batchsystems import WORKER_PRELOAD_VARIABLE
 from flow.core.common import Flow
 from flow.core.exceptions import FailedJobsException
 from flow.core.logs import USER_ERRORS, report
@@ -58,10 +59,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = _settings(args)
     uri = args.workflow if "://" in args.workflow else os.path.abspath(args.workflow)
     ref = adapter.ToolRef(uri)
-    process = adapter.load_process(uri, settings)
-    adapter.check_requirements(process, settings)
-    inputs = adapter.plain(adapter.load_inputs(process, args.job_order, settings))
+    # Workers import cwltool and load the document while the leader does the same.
+    os.environ[WORKER_PRELOAD_VARIABLE] = "flow.cwl.adapter:warm_up"
+    os.environ[adapter.WARM_URI_VARIABLE] = uri
     with Flow(args) as flow:
+        process = adapter.load_process(uri, settings)
+        adapter.check_requirements(process, settings)
+        inputs = adapter.plain(adapter.load_inputs(process, args.job_order, settings))
         if args.restart:
             outputs = flow.restart()
         else:

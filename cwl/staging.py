@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from flow.jobstores.abstract import JobStore
 
 FLOW_FILE = "flowfile:"
 FLOW_DIR = "flowdir:"
+CWLTOOL_NAMESPACE = "http://commonwl.org/cwltool#"
 
 
 def local_path(location: str) -> str | None:
@@ -199,12 +201,18 @@ class Exporter:
         return value
 
     def _target(self, parent: str | None, name: str) -> str:
+        """Where an output goes: like cwltool, replacing what an earlier run left there, and
+        numbering names that two outputs of this run share."""
         base = os.path.join(parent or self.outdir, name)
         path, n = base, 1
-        while parent is None and (path in self._taken or os.path.lexists(path)):
+        while parent is None and path in self._taken:
             n += 1
             path = f"{base}_{n}"
         self._taken.add(path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
         return path
 
     def _visit(self, value: Any, parent: str | None) -> None:
@@ -214,6 +222,8 @@ class Exporter:
             return
         if not isinstance(value, dict):
             return
+        for key in [k for k in value if k.startswith(CWLTOOL_NAMESPACE)]:
+            del value[key]  # cwltool's bookkeeping (e.g. its inplace-update generation)
         kind, location = value.get("class"), str(value.get("location", ""))
         if kind == "File" and location.startswith(FLOW_FILE):
             path = self._target(parent, value.get("basename") or os.path.basename(location))
