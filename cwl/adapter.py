@@ -146,7 +146,28 @@ def load_inputs(process: Any, job_order_path: str | None, settings: RunSettings)
     except (OSError, ValueError) as exc:
         raise CWLError(f"cannot read the input object {job_order_path}: {exc}") from None
     validate_inputs(process, job_order)
+    _bind_top_level(process, job_order, input_basedir)
     return cast(dict[str, Any], job_order)
+
+
+def _bind_top_level(process: Any, job_order: MutableMapping[str, Any], basedir: str) -> None:
+    """What cwltool does to top-level inputs before running: discover secondaryFiles beside
+    input files and load the contents of inputs marked loadContents (in place), so that both
+    travel through the file store with the inputs. cwltool's main does this the same way
+    (``_init_job`` and ``bind_input``) for --print-deps."""
+    from cwltool.context import RuntimeContext
+    from cwltool.errors import WorkflowException
+    from schema_salad.exceptions import ValidationException
+
+    ctx = RuntimeContext()
+    ctx.basedir = basedir
+    ctx.toplevel = True
+    try:
+        builder = process._init_job(job_order, ctx)
+        builder.loadListing = "no_listing"
+        builder.bind_input(process.inputs_record_schema, job_order, discover_secondaryFiles=True)
+    except (ValidationException, WorkflowException) as exc:
+        raise CWLError(f"invalid inputs for {process.tool['id']}:\n{_short(exc)}") from None
 
 
 def validate_inputs(process: Any, job_order: MutableMapping[str, Any]) -> None:
