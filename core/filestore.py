@@ -132,6 +132,11 @@ class FileStore:
             else:
                 yield stream
 
+    def updateGlobalFile(self, fileStoreID: str, localFileName: str) -> None:
+        """Replace a global file's content (atomically), keeping its id: for tools that update
+        their inputs in place, whose change later readers of the same file must see."""
+        self.jobStore.update_file(str(fileStoreID), os.path.abspath(localFileName))
+
     def getGlobalFileSize(self, fileStoreID: str) -> int:
         return self.jobStore.file_size(fileStoreID)
 

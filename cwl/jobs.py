@@ -64,6 +64,8 @@ class CWLJob(Job):
         work = fileStore.getLocalTempDir()
         stage = staging.Materializer(fileStore, os.path.join(work, "inputs"), mutable=self.inplace)
         outputs = adapter.run_process(process, stage(self.inputs), work, self.settings)
+        if self.inplace:
+            staging.write_back(stage)
         for param in process.tool["outputs"]:  # every declared output, null when absent
             outputs.setdefault(adapter.shortname(param["id"]), None)
         return staging.store_outputs(outputs, fileStore)

@@ -100,6 +100,8 @@ class Materializer:
         self.stage_dir = stage_dir
         self.mutable = mutable
         self._n = 0
+        #: (file id, local path) of every file materialised, for in-place updates.
+        self.files: list[tuple[str, str]] = []
 
     def __call__(self, value: Any) -> Any:
         value = copy.deepcopy(value)
@@ -133,6 +135,7 @@ class Materializer:
             path = self.file_store.readGlobalFile(
                 location[len(FLOW_FILE):], userPath=os.path.join(where, name), mutable=self.mutable
             )
+            self.files.append((location[len(FLOW_FILE):], path))
             obj["location"] = _file_uri(path)
             obj["path"] = path
         for secondary in obj.get("secondaryFiles") or []:  # beside their primary file
@@ -151,6 +154,13 @@ class Materializer:
         obj["location"] = _file_uri(path)
         obj["path"] = path
         obj.pop("listing", None)  # cwltool lists it again as the tool's loadListing says
+
+
+def write_back(materializer: Materializer) -> None:
+    """After a tool with InplaceUpdateRequirement: its changes to input files, under their ids."""
+    for file_id, path in materializer.files:
+        if os.path.isfile(path):
+            materializer.file_store.updateGlobalFile(file_id, path)
 
 
 def store_outputs(value: Any, file_store: FileStore) -> Any:
