@@ -69,10 +69,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.restart:
             outputs = flow.restart()
         else:
-            staging.import_inputs(inputs, lambda url: str(flow.importFile(url)))
+            staging.import_inputs(inputs, lambda url: str(flow.importFile(url)), _writer(flow))
             outputs = flow.start(make_job(ref, inputs, settings, process))
         exported: dict[str, Any] = staging.Exporter(flow.jobStore, args.outdir)(outputs)
         return exported
+
+
+def _writer(flow: Flow) -> staging.WriteBytes:
+    def write(data: bytes, basename: str) -> str:
+        with flow.jobStore.write_file_stream(basename=basename) as (stream, file_id):
+            stream.write(data)
+        return file_id
+
+    return write
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,18 +1,19 @@
 """CWL File and Directory objects moving through flow's file store.
 
-Between jobs a File's ``location`` is ``flowfile:<file id>`` and a Directory's is ``flowdir:<id>``
-with a complete ``listing``; nothing refers to a host path, so the same run works on any batch
-system. A job materialises its inputs as real local files (hard links where possible), and
+Between jobs a File's ``location`` is ``flowfile:<file id>``; a Directory's is
+``flowdir:<manifest id>``, a job-store file that lists its content (the source of truth, rewritten
+when a tool updates the directory in place) while the value keeps a ``listing`` for expressions.
+Nothing refers to a host path, so the same run works on any batch system. A job materialises its inputs as real local files (hard links where possible), and
 stores its outputs back; the leader imports the inputs and exports the final outputs.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import urllib.parse
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -40,23 +41,31 @@ def _file_uri(path: str) -> str:
 
 
 # ---- leader: inputs in ---------------------------------------------------------------------
-def import_inputs(value: Any, import_file: Callable[[str], str]) -> Any:
+#: write_bytes(data, basename) -> file id: how the leader stores a directory manifest.
+WriteBytes = Callable[[bytes, str], str]
+
+
+def manifest(obj: dict[str, Any]) -> bytes:
+    return json.dumps({"basename": obj.get("basename"), "listing": obj.get("listing") or []}).encode()
+
+
+def import_inputs(value: Any, import_file: Callable[[str], str], write_bytes: WriteBytes) -> Any:
     """Import every local or http(s) File/Directory in ``value`` into the job store (in place)."""
     if isinstance(value, list):
         for item in value:
-            import_inputs(item, import_file)
+            import_inputs(item, import_file, write_bytes)
     elif isinstance(value, dict):
         if value.get("class") == "File":
-            _import_file(value, import_file)
+            _import_file(value, import_file, write_bytes)
         elif value.get("class") == "Directory":
-            _import_directory(value, import_file)
+            _import_directory(value, import_file, write_bytes)
         else:
             for item in value.values():
-                import_inputs(item, import_file)
+                import_inputs(item, import_file, write_bytes)
     return value
 
 
-def _import_file(obj: dict[str, Any], import_file: Callable[[str], str]) -> None:
+def _import_file(obj: dict[str, Any], import_file: Callable[[str], str], write_bytes: WriteBytes) -> None:
     location = obj.get("location") or obj.get("path")
     if location and not location.startswith((FLOW_FILE, "_:")):
         path = local_path(location)
@@ -66,28 +75,30 @@ def _import_file(obj: dict[str, Any], import_file: Callable[[str], str]) -> None
         obj.setdefault("basename", os.path.basename(path or urllib.parse.urlparse(location).path))
         obj.pop("path", None)
     for secondary in obj.get("secondaryFiles") or []:
-        import_inputs(secondary, import_file)
+        import_inputs(secondary, import_file, write_bytes)
 
 
-def _import_directory(obj: dict[str, Any], import_file: Callable[[str], str]) -> None:
+def _import_directory(obj: dict[str, Any], import_file: Callable[[str], str], write_bytes: WriteBytes) -> None:
     location = obj.get("location") or obj.get("path")
     path = local_path(location) if location and not location.startswith((FLOW_DIR, "_:")) else None
     if path is not None:
         if not os.path.isdir(path):
             raise CWLError(f"input directory {path} does not exist")
-        obj["listing"] = [_imported_entry(os.path.join(path, name), import_file) for name in sorted(os.listdir(path))]
-        obj["location"] = FLOW_DIR + uuid.uuid4().hex
+        obj["listing"] = [
+            _imported_entry(os.path.join(path, name), import_file, write_bytes) for name in sorted(os.listdir(path))
+        ]
         obj.setdefault("basename", os.path.basename(path.rstrip("/")))
+        obj["location"] = FLOW_DIR + write_bytes(manifest(obj), ".manifest")
         obj.pop("path", None)
     else:
         for item in obj.get("listing") or []:
-            import_inputs(item, import_file)
+            import_inputs(item, import_file, write_bytes)
 
 
-def _imported_entry(path: str, import_file: Callable[[str], str]) -> dict[str, Any]:
+def _imported_entry(path: str, import_file: Callable[[str], str], write_bytes: WriteBytes) -> dict[str, Any]:
     kind = "Directory" if os.path.isdir(path) else "File"
     entry: dict[str, Any] = {"class": kind, "location": _file_uri(path), "basename": os.path.basename(path)}
-    import_inputs(entry, import_file)
+    import_inputs(entry, import_file, write_bytes)
     return entry
 
 
@@ -100,8 +111,10 @@ class Materializer:
         self.stage_dir = stage_dir
         self.mutable = mutable
         self._n = 0
-        #: (file id, local path) of every file materialised, for in-place updates.
+        #: (file id, local path) of every file and (manifest id, path) of every directory
+        #: materialised, for in-place updates.
         self.files: list[tuple[str, str]] = []
+        self.dirs: list[tuple[str, str]] = []
 
     def __call__(self, value: Any) -> Any:
         value = copy.deepcopy(value)
@@ -149,18 +162,31 @@ class Materializer:
             return
         path = os.path.join(parent_dir or self._fresh_dir(), obj.get("basename") or "dir")
         os.makedirs(path, exist_ok=True)
-        for item in obj.get("listing") or []:
+        manifest_id = location[len(FLOW_DIR):]
+        with self.file_store.readGlobalFileStream(manifest_id) as stream:
+            listing = json.loads(stream.read()).get("listing") or []
+        for item in listing:
             self._visit(item, path)
+        self.dirs.append((manifest_id, path))
         obj["location"] = _file_uri(path)
         obj["path"] = path
         obj.pop("listing", None)  # cwltool lists it again as the tool's loadListing says
 
 
 def write_back(materializer: Materializer) -> None:
-    """After a tool with InplaceUpdateRequirement: its changes to input files, under their ids."""
+    """After a tool with InplaceUpdateRequirement: its changes to input files and directories,
+    under their ids, so that every holder of the same File or Directory sees them."""
+    file_store = materializer.file_store
     for file_id, path in materializer.files:
         if os.path.isfile(path):
-            materializer.file_store.updateGlobalFile(file_id, path)
+            file_store.updateGlobalFile(file_id, path)
+    for manifest_id, path in materializer.dirs:
+        if os.path.isdir(path):
+            entry = store_outputs(_entry(path), file_store)
+            scratch = file_store.getLocalTempFile()
+            with open(scratch, "wb") as handle:
+                handle.write(manifest(entry))
+            file_store.updateGlobalFile(manifest_id, scratch)
 
 
 def store_outputs(value: Any, file_store: FileStore) -> Any:
@@ -181,7 +207,9 @@ def store_outputs(value: Any, file_store: FileStore) -> Any:
         out["listing"] = [
             store_outputs(_entry(os.path.join(path, name)), file_store) for name in sorted(os.listdir(path))
         ]
-        out["location"] = FLOW_DIR + uuid.uuid4().hex
+        with file_store.writeGlobalFileStream(basename=".manifest") as (stream, manifest_id):
+            stream.write(manifest(out))
+        out["location"] = FLOW_DIR + manifest_id
         out.pop("path", None)
     elif kind == "Directory" and out.get("listing"):
         out["listing"] = store_outputs(out["listing"], file_store)
@@ -203,6 +231,9 @@ class Exporter:
         self.store = store
         self.outdir = os.path.abspath(outdir)
         self._taken: set[str] = set()
+        #: What was exported where: one path per file (by id, or by name and checksum, since
+        #: an in-place update stores the same file again), as cwltool moves each file once.
+        self._exported: dict[tuple[str | None, str, str], str] = {}
 
     def __call__(self, value: Any) -> Any:
         value = copy.deepcopy(value)
@@ -236,15 +267,21 @@ class Exporter:
             del value[key]  # cwltool's bookkeeping (e.g. its inplace-update generation)
         kind, location = value.get("class"), str(value.get("location", ""))
         if kind == "File" and location.startswith(FLOW_FILE):
-            path = self._target(parent, value.get("basename") or os.path.basename(location))
-            self.store.read_file(location[len(FLOW_FILE):], path, link=True)
+            checksum = str(value.get("checksum") or "")
+            key = (parent, str(value.get("basename")), checksum) if checksum else (parent, location, "")
+            path = self._exported.get(key) or self._target(parent, value.get("basename") or os.path.basename(location))
+            if key not in self._exported:
+                self.store.read_file(location[len(FLOW_FILE):], path, link=True)
+                self._exported[key] = path
             value["location"], value["path"] = _file_uri(path), path
             for secondary in value.get("secondaryFiles") or []:
                 self._visit(secondary, os.path.dirname(path))
         elif kind == "Directory" and location.startswith(FLOW_DIR):
             path = self._target(parent, value.get("basename") or "dir")
             os.makedirs(path, exist_ok=True)
-            for item in value.get("listing") or []:
+            with self.store.read_file_stream(location[len(FLOW_DIR):]) as stream:
+                value["listing"] = json.loads(stream.read()).get("listing") or []
+            for item in value["listing"]:
                 self._visit(item, path)
             value["location"], value["path"] = _file_uri(path), path
         elif kind is None:
