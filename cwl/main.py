@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ[adapter.WARM_URI_VARIABLE] = uri
     with Flow(args) as flow:
         process = adapter.load_process(uri, settings)
-        adapter.check_requirements(process, settings)
         inputs = adapter.plain(adapter.load_inputs(process, args.job_order, settings))
+        adapter.check_requirements(process, settings)  # after the inputs, as cwltool does
         if args.restart:
             outputs = flow.restart()
         else:
