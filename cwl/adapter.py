@@ -390,20 +390,22 @@ def tool_inputs(step: Any, io: dict[str, Any]) -> dict[str, Any]:
     return {shortname(i["id"]): io.get(i["id"]) for i in step.tool["inputs"] if not i.get("not_connected")}
 
 
-def step_sources(step: Any) -> list[str]:
+def _sources(params: Any, field: str) -> list[str]:
     out: list[str] = []
-    for param in step.tool["inputs"]:
-        source = param.get("source")
+    for param in params:
+        source = param.get(field)
         out.extend(source if isinstance(source, list) else [source] if source else [])
     return out
+
+
+def step_sources(step: Any) -> list[str]:
+    """The ids a step's inputs read from (workflow inputs or other steps' outputs)."""
+    return _sources(step.tool["inputs"], "source")
 
 
 def output_sources(workflow: Any) -> list[str]:
-    out: list[str] = []
-    for param in workflow.tool["outputs"]:
-        source = param.get("outputSource")
-        out.extend(source if isinstance(source, list) else [source] if source else [])
-    return out
+    """The ids a workflow's outputs read from."""
+    return _sources(workflow.tool["outputs"], "outputSource")
 
 
 def scatter_spec(step: Any) -> tuple[list[str], str] | None:
