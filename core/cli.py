@@ -19,6 +19,7 @@ import psutil
 
 from flow.core.description import JobDescription, JobState
 from flow.core.logs import report
+from flow.core.records import KILL, LEADER, ROOT, STATUS
 from flow.core.resources import format_size
 from flow.jobstores.abstract import (
     CorruptJobStoreError,
@@ -29,8 +30,6 @@ from flow.jobstores.abstract import (
 )
 from flow.jobstores.registry import open_job_store
 
-#: Shared records written by ``flow.core.common.Flow`` and read by the leader.
-ROOT, STATUS, LEADER, KILL = "root", "status", "leader", "kill"
 LOG_LINES = 20
 STATES = ("done", "failed", "pending")
 #: Whatever unpickling a damaged record may raise.

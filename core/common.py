@@ -17,7 +17,7 @@ import psutil
 
 from flow.batchsystems.abstract import BatchConfig, BatchSystem
 from flow.batchsystems.registry import make_batch_system
-from flow.core import promise
+from flow.core import promise, records
 from flow.core.description import new_job_id
 from flow.core.exceptions import FailedJobsException, FlowError
 from flow.core.filestore import FileID
@@ -30,7 +30,6 @@ from flow.core.resources import machine_cores, machine_disk, machine_memory
 from flow.core.state import Defaults
 from flow.core.urls import export_url, import_url
 from flow.core.worker import (
-    CONFIG_RECORD,
     WorkerConfig,
     collect_new_jobs,
     read_return_value,
@@ -41,10 +40,6 @@ from flow.jobstores.registry import create_job_store, open_job_store
 
 logger = logging.getLogger("flow")
 
-ROOT_RECORD = "root"
-STATUS_RECORD = "status"
-LEADER_RECORD = "leader"
-RESULT_RECORD = "result"  # which promise Flow.start returns
 
 
 class Flow:
@@ -100,7 +95,7 @@ class Flow:
         if self._store is None:
             return
         clean = self.options.clean
-        never_started = self._store.read_shared(ROOT_RECORD) is None  # nothing to resume
+        never_started = self._store.read_shared(records.ROOT) is None  # nothing to resume
         if never_started or clean == "always" or (clean == "onSuccess" and exc_type is None) or (
             clean == "onError" and exc_type is not None
         ):
@@ -138,19 +133,19 @@ class Flow:
         value = root.rv()  # an encapsulated root promises its inner job's value
         self._save_config(new_job_id())
         descs = write_new_jobs(store, [root, *collect_new_jobs(root)])
-        store.write_shared(ROOT_RECORD, root.jobStoreID.encode())
-        store.write_shared(RESULT_RECORD, pickle.dumps((value.job_id, value.path)))
+        store.write_shared(records.ROOT, root.jobStoreID.encode())
+        store.write_shared(records.RESULT, pickle.dumps((value.job_id, value.path)))
         return self._run(root.jobStoreID, descs)
 
     def restart(self) -> Any:
         """Resume the workflow in the job store; finished jobs are not run again."""
         store = self.jobStore
-        raw_root = store.read_shared(ROOT_RECORD)
+        raw_root = store.read_shared(records.ROOT)
         if raw_root is None:
             raise FlowError(f"The job store {store.locator} holds no workflow to restart (it was never started).")
-        old = store.read_shared(CONFIG_RECORD)
+        old = store.read_shared(records.CONFIG)
         workflow_id = pickle.loads(old).workflow_id if old else new_job_id()
-        store.delete_shared("kill")
+        store.delete_shared(records.KILL)
         self._save_config(workflow_id)
         return self._run(raw_root.decode(), [], restart=True)
 
@@ -166,7 +161,7 @@ class Flow:
             default_disk=int(o.defaultDisk),
             chaining=not o.disableChaining,
         )
-        self.jobStore.write_shared(CONFIG_RECORD, self._config.dumps())
+        self.jobStore.write_shared(records.CONFIG, self._config.dumps())
 
     def _run(self, root_id: str, known: list[Any], restart: bool = False) -> Any:
         store = self.jobStore
@@ -175,12 +170,12 @@ class Flow:
         leader = Leader(store, batch, self._leader_settings(), progress)
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
         started = psutil.Process().create_time()
-        store.write_shared(LEADER_RECORD, f"{os.uname().nodename} {os.getpid()} {started}".encode())
-        store.write_shared(STATUS_RECORD, b"running")
+        store.write_shared(records.LEADER, f"{os.uname().nodename} {os.getpid()} {started}".encode())
+        store.write_shared(records.STATUS, b"running")
         try:
             ok = leader.run(root_id, known, restart=restart)
         except BaseException:
-            store.write_shared(STATUS_RECORD, b"failed")
+            store.write_shared(records.STATUS, b"failed")
             leader.kill_all()
             raise
         finally:
@@ -191,15 +186,15 @@ class Flow:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         if not ok:
-            store.write_shared(STATUS_RECORD, b"failed")
+            store.write_shared(records.STATUS, b"failed")
             raise FailedJobsException(store.locator, leader.failed)
-        store.write_shared(STATUS_RECORD, b"succeeded")
+        store.write_shared(records.STATUS, b"succeeded")
         return self._root_value(root_id)
 
     def _root_value(self, root_id: str) -> Any:
         """What the root job's promise resolves to (for an encapsulated root, its inner job's)."""
         store = self.jobStore
-        raw = store.read_shared(RESULT_RECORD)
+        raw = store.read_shared(records.RESULT)
         job_id, path = pickle.loads(raw) if raw else (root_id, ())
         with promise.resolving(lambda job_id: read_return_value(store, job_id)):
             return promise.Promise(job_id, path).resolve()
@@ -228,7 +223,7 @@ class Flow:
             deadlock_wait=float(o.deadlockWait),
         )
         tick = min(1.0, float(o.rescueJobsFrequency))
-        return LeaderSettings(defaults=defaults, environment=_worker_environment(), tick_interval=tick)
+        return LeaderSettings(defaults=defaults, tick_interval=tick)
 
 
 def _worker_environment() -> dict[str, str]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from flow.batchsystems.abstract import (
     BatchJob,
@@ -22,6 +22,7 @@ from flow.batchsystems.abstract import (
     SubmissionError,
     WorkerCall,
 )
+from flow.core import records
 from flow.core import state as sm
 from flow.core.description import JobDescription, JobState
 from flow.core.exceptions import FailedJob, JobGraphDeadlockException, WorkflowKilledError
@@ -32,13 +33,11 @@ from flow.jobstores.abstract import JobStore
 logger = logging.getLogger("flow.leader")
 
 WORKER_FUNCTION = "flow.core.worker:run_job"
-KILL_RECORD = "kill"
 
 
 @dataclass
 class LeaderSettings:
     defaults: sm.Defaults
-    environment: Mapping[str, str] = field(default_factory=dict)
     tick_interval: float = 1.0  # --rescueJobsFrequency bounds it from above
     service_poll: float = 0.1
 
@@ -97,7 +96,7 @@ class Leader:
         if now < self._next_tick:
             return
         self._next_tick = now + self.settings.tick_interval
-        if self.store.read_shared(KILL_RECORD) is not None:
+        if self.store.read_shared(records.KILL) is not None:
             raise WorkflowKilledError(f"the workflow in {self.store.locator} was killed (flow kill)")
         running = {self._job_of[b]: secs for b, secs in self.batch.running().items() if b in self._job_of}
         self._events.append(sm.Tick(now, running))
@@ -193,7 +192,6 @@ class Leader:
             call=WorkerCall(WORKER_FUNCTION, (self.store.locator, ins.job_id)),
             cores=ins.cores, memory=ins.memory, disk=ins.disk, accelerators=ins.accelerators,
             preemptible=ins.preemptible, time_limit=ins.time_limit,
-            environment=self.settings.environment,
         )
         try:
             batch_id = self.batch.issue(job)

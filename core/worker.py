@@ -24,7 +24,7 @@ import dill
 
 import flow.batchsystems
 import flow.jobstores
-from flow.core import promise
+from flow.core import promise, records
 from flow.core.description import INLINE_LIMIT, JobDescription, JobState
 from flow.core.filestore import FileStore
 from flow.core.job import Job
@@ -33,7 +33,6 @@ from flow.jobstores.registry import open_job_store
 
 logger = logging.getLogger(__name__)
 
-CONFIG_RECORD = "config"
 LOG_TAIL_BYTES = 64 * 1024
 
 
@@ -62,7 +61,7 @@ def _open(locator: str) -> tuple[JobStore, WorkerConfig]:
     cached = _stores.get(locator)
     if cached is None:
         store = open_job_store(locator)
-        raw = store.read_shared(CONFIG_RECORD)
+        raw = store.read_shared(records.CONFIG)
         if raw is None:
             raise RuntimeError(f"job store {locator} has no run configuration")
         config = pickle.loads(raw)

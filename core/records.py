@@ -1,0 +1,8 @@
+"""Names of the shared job-store records that the leader, workers and the ``flow`` command share."""
+
+CONFIG = "config"  # WorkerConfig of the run (pickled)
+ROOT = "root"  # the root job's id
+RESULT = "result"  # (job id, path) of the promise Flow.start returns
+STATUS = "status"  # b"running", b"succeeded" or b"failed"
+LEADER = "leader"  # b"<host> <pid> <process start time>"
+KILL = "kill"  # present: 'flow kill' asked the leader to stop
