@@ -12,8 +12,11 @@ import functools
 import io
 import logging
 import os
+import pickle
 import shutil
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -72,12 +75,85 @@ def _loading_context(settings: RunSettings) -> Any:
     return ctx
 
 
+#: The CWL versions whose schemas cwltool parses (v1.0's always, for File and Directory).
+SCHEMA_VERSIONS = ("v1.0", "v1.1", "v1.2")
+
+
+def _schema_cache_path() -> str:
+    from importlib.metadata import version
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    tag = f"cwltool-{version('cwltool')}-salad-{version('schema-salad')}-py{sys.version_info[0]}{sys.version_info[1]}"
+    return os.path.join(base, "flow", f"cwl-schemas-{tag}.pickle")
+
+
+def _norm_dict(normalize: Any, items: dict[str, Any]) -> Any:
+    from schema_salad.ref_resolver import NormDict
+
+    result = NormDict(normalize)
+    for key, value in items.items():
+        result[key] = value
+    return result
+
+
+def _reduce_norm_dict(value: Any) -> tuple[Any, ...]:
+    return (_norm_dict, (value.normalize, dict(value)))
+
+
+@functools.cache
+def prime_schemas() -> None:
+    """Seed cwltool's schema cache from a file, parsing the schemas only on a machine's first run.
+
+    Parsing CWL's schemas (YAML) is most of cwltool's start-up: 0.6-0.9 s in every process that
+    loads a document, that is the leader and each worker. cwltool keeps the parsed schemas in
+    ``cwltool.process.SCHEMA_CACHE`` for the life of a process; this keeps them, as parsed and
+    before any document used them, in a file per cwltool/schema-salad/Python version (about
+    1.7 MB, read in 0.05 s). Any problem with the file means parsing as usual.
+    """
+    import copyreg
+
+    from cwltool import process as cwl_process
+    from schema_salad.ref_resolver import NormDict
+
+    copyreg.pickle(NormDict, _reduce_norm_dict)  # its pickle sets items before `normalize`
+    path = _schema_cache_path()
+    try:
+        with open(path, "rb") as stream:
+            cached = pickle.load(stream)
+    except FileNotFoundError:
+        cached = None
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError) as exc:
+        logger.debug("ignoring the CWL schema cache %s: %s", path, exc)
+        cached = None
+    if isinstance(cached, dict) and set(cached) == set(SCHEMA_VERSIONS):
+        for schema_version, schemas in cached.items():
+            cwl_process.SCHEMA_CACHE.setdefault(schema_version, schemas)
+        return
+    if any(v in cwl_process.SCHEMA_CACHE for v in SCHEMA_VERSIONS):
+        return  # already parsed and possibly used in this process: not a clean copy to keep
+    fresh = {v: cwl_process.get_schema(v) for v in SCHEMA_VERSIONS}
+    _write_cache(path, pickle.dumps(fresh, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write_cache(path: str, data: bytes) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".schemas-")
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temp, path)
+    except OSError as exc:
+        logger.debug("cannot write the CWL schema cache %s: %s", path, exc)
+
+
 @functools.lru_cache(maxsize=32)
 def load_process(uri: str, settings: RunSettings) -> Any:
     """Load and validate a CWL document (cached per process: workers reuse it)."""
     from cwltool.errors import WorkflowException
     from cwltool.load_tool import load_tool
     from schema_salad.exceptions import ValidationException
+
+    prime_schemas()
 
     # cwltool's log handler sets its logger to INFO when imported: keep it to warnings.
     logging.getLogger("cwltool").setLevel(logging.DEBUG if settings.debug else logging.WARNING)
@@ -383,6 +459,35 @@ def post_scatter_eval(
         if condition is not True:
             raise RuntimeError(f"{step.id}: 'when' must evaluate to true or false, not {condition!r}")
     return plain(evaluated)
+
+
+def resource_request(process: Any, inputs: dict[str, Any], settings: RunSettings) -> dict[str, float]:
+    """The tool's ResourceRequirement (or hint) as numbers: ``cores``, ``ram``, ``tmpdir`` and
+    ``outdir`` (MiB) for those it sets, with expressions evaluated on the job's inputs as cwltool
+    evaluates them (the minimum, else the maximum). An expression that fails or gives no number
+    leaves that resource to the default, with a warning: cwltool reports it when the tool runs."""
+    from cwl_utils import expression
+    from cwltool.errors import WorkflowException
+
+    requirement, _ = process.get_requirement("ResourceRequirement")
+    if not requirement:
+        return {}
+    request: dict[str, float] = {}
+    for resource in ("cores", "ram", "tmpdir", "outdir"):
+        for key in (f"{resource}Min", f"{resource}Max"):
+            value = requirement.get(key)
+            if isinstance(value, str):
+                try:
+                    value = expression.do_eval(value, inputs, process.requirements, None, None, {},
+                                               debug=settings.debug,
+                                               container_engine=settings.container or "docker")
+                except WorkflowException as exc:
+                    logger.warning("%s: cannot evaluate %s: %s", process.tool.get("id"), key, _short(exc))
+                    value = None
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                request[resource] = float(value)
+                break
+    return request
 
 
 def tool_inputs(step: Any, io: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -20,22 +21,15 @@ def _requirement(process: Any, cls: str) -> dict[str, Any] | None:
     return None
 
 
-def static_resources(process: Any) -> dict[str, Any]:
-    """Cores, memory and disk from a ResourceRequirement when they are plain numbers (cwltool's
-    defaults otherwise: 1 core, 256 MiB, 1 GiB tmpdir + 1 GiB outdir)."""
-    req = _requirement(process, "ResourceRequirement") or {}
-
-    def number(*keys: str, default: float) -> float:
-        for key in keys:
-            value = req.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-        return default
-
+def resources_of(process: Any, inputs: Any, settings: adapter.RunSettings) -> dict[str, Any]:
+    """Cores, memory and disk for the batch system from the tool's ResourceRequirement, its
+    expressions evaluated on ``inputs``; cwltool's defaults for what it leaves out (1 core,
+    256 MiB, 1 GiB tmpdir + 1 GiB outdir)."""
+    request = adapter.resource_request(process, inputs, settings)
     return {
-        "cores": number("coresMin", "coresMax", default=1),
-        "memory": int(number("ramMin", "ramMax", default=256) * MiB),
-        "disk": int((number("tmpdirMin", default=1024) + number("outdirMin", default=1024)) * MiB),
+        "cores": request.get("cores", 1.0),
+        "memory": int(math.ceil(request.get("ram", 256)) * MiB),
+        "disk": int((math.ceil(request.get("tmpdir", 1024)) + math.ceil(request.get("outdir", 1024))) * MiB),
     }
 
 
@@ -50,7 +44,7 @@ class CWLJob(Job):
     def __init__(self, ref: adapter.ToolRef, inputs: Any, settings: adapter.RunSettings,
                  process: Any | None = None) -> None:
         process = process if process is not None else adapter.resolve(ref, settings)
-        resources = static_resources(process)
+        resources = resources_of(process, inputs, settings)
         cores = min(float(resources["cores"]), float(os.cpu_count() or 1))
         super().__init__(cores=cores, memory=resources["memory"], disk=resources["disk"],
                          displayName=_label(process))

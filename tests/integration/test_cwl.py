@@ -69,9 +69,10 @@ steps:
 """
 
 
-def flow_cwl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def flow_cwl(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=180)
+    environment = None if env is None else {**os.environ, **env}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=180, env=environment)
 
 
 @pytest.fixture
@@ -159,3 +160,97 @@ def test_temporary_job_store_is_removed_on_success(docs: Path, tmp_path: Path) -
     )
     assert result.returncode == 0, result.stderr
     assert not [p for p in env_tmp.iterdir() if p.name.startswith("flow-jobstore-")]
+
+
+def test_schema_cache_is_written_reused_and_replaced_when_corrupt(docs: Path, tmp_path: Path) -> None:
+    """The parsed CWL schemas are kept in one file: written by the first run, read (not
+    rewritten) by the next, and replaced when it is damaged; every run gives the same outputs."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    (docs / "job.json").write_text(json.dumps({"messages": ["one", "two"]}))
+
+    def run(outdir: str) -> Any:
+        return outputs(flow_cwl("--outdir", outdir, "wf.cwl", "job.json", cwd=docs, env=env))
+
+    first = run("out1")
+    assert first == {"counts": [1, 1], "last": 1}
+    (cache,) = (tmp_path / "cache" / "flow").glob("cwl-schemas-*.pickle")
+    written = cache.stat()
+    assert written.st_size > 100_000
+    assert run("out2") == first  # counts and last are plain values: equal across outdirs
+    assert cache.stat().st_ino == written.st_ino, "a readable cache must not be rewritten"
+    cache.write_bytes(b"not a pickle")
+    assert run("out3") == first
+    assert cache.stat().st_size > 100_000, "a damaged cache is replaced"
+
+
+RESOURCE_TOOL = """
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: echo
+requirements:
+  InlineJavascriptRequirement: {}
+  ResourceRequirement: {coresMin: 1, ramMin: $(inputs.mebibytes)}
+inputs:
+  mebibytes: int
+outputs:
+  out: {type: stdout}
+"""
+
+
+def test_resource_expressions_reach_the_batch_system(docs: Path) -> None:
+    """ramMin is an expression of the inputs: a small request runs, an impossible one is
+    refused by the batch system with one clear paragraph (not run with a default)."""
+    (docs / "res.cwl").write_text(textwrap.dedent(RESOURCE_TOOL))
+    (docs / "small.json").write_text(json.dumps({"mebibytes": 10}))
+    assert "out" in outputs(flow_cwl("res.cwl", "small.json", cwd=docs))
+    (docs / "huge.json").write_text(json.dumps({"mebibytes": 1024**3}))  # 1 PiB
+    result = flow_cwl("res.cwl", "huge.json", cwd=docs)
+    _assert_clean_error(result, 1, "memory")
+
+
+RESTART_WF = """
+cwlVersion: v1.2
+class: Workflow
+requirements: {ShellCommandRequirement: {}}
+inputs:
+  marker: string
+outputs:
+  out: {type: File, outputSource: second/out}
+steps:
+  first:
+    run:
+      class: CommandLineTool
+      requirements: {ShellCommandRequirement: {}}
+      inputs: {marker: string}
+      arguments: [{shellQuote: false, valueFrom: "echo ran >> $(inputs.marker).log; echo first"}]
+      outputs: {out: {type: stdout}}
+    in: {marker: marker}
+    out: [out]
+  second:
+    run:
+      class: CommandLineTool
+      requirements: {ShellCommandRequirement: {}}
+      inputs: {marker: string, previous: File}
+      arguments: [{shellQuote: false, valueFrom: "test -e $(inputs.marker).ok && cat $(inputs.previous.path)"}]
+      outputs: {out: {type: stdout}}
+    in: {marker: marker, previous: first/out}
+    out: [out]
+"""
+
+
+def test_restart_resumes_after_a_failed_step(docs: Path, tmp_path: Path) -> None:
+    """The second step fails until a marker exists; --restart then finishes the run without
+    running the first step again."""
+    marker = tmp_path / "marker"
+    (docs / "restart.cwl").write_text(textwrap.dedent(RESTART_WF))
+    (docs / "job.json").write_text(json.dumps({"marker": str(marker)}))
+    store = str(tmp_path / "js")
+    failed = flow_cwl("--jobStore", store, "--retryCount", "0", "restart.cwl", "job.json", cwd=docs)
+    assert failed.returncode == 1, failed.stderr
+    assert "--restart" in failed.stderr and os.path.isdir(store)
+    Path(f"{marker}.ok").touch()
+    resumed = flow_cwl("--jobStore", store, "--restart", "restart.cwl", "job.json", cwd=docs)
+    out = outputs(resumed)["out"]
+    assert Path(out["location"].removeprefix("file://")).read_text() == "first\n"
+    assert Path(f"{marker}.log").read_text() == "ran\n", "the first step ran again"
+    assert not os.path.exists(store), "--clean onSuccess (the default) removes the store"
