@@ -1,4 +1,5 @@
-"""Batch systems: where workers run. ``single_machine`` (local, default)."""
+"""Batch systems: where workers run. ``single_machine`` (local, default) and ``slurm``
+(:mod:`flow.batchsystems.slurm`, on the HPC base :mod:`flow.batchsystems.hpc`)."""
 
 from flow.batchsystems.abstract import (
     WORKER_PRELOAD_VARIABLE,

@@ -163,6 +163,13 @@ class BatchSystem(abc.ABC):
         """Kill everything still queued or running (and their child processes) and release
         resources. Idempotent; the object is unusable afterwards."""
 
+    def begin_run(self, run_id: str, restart: bool) -> None:
+        """Called once before the first ``issue`` of a run with its stable id (the same across
+        restarts). A scheduler whose jobs outlive the leader tags its jobs with ``run_id`` and,
+        when ``restart``, cancels or adopts the jobs an earlier leader of the run left behind.
+        The default does nothing."""
+        return None
+
     # Optional hook for restart: re-attach to jobs issued by an earlier leader.
     def adopt(self, handles: Iterable[str]) -> dict[str, int]:  # pragma: no cover - default
         """Map scheduler handles recorded by an earlier leader to new batch ids; default none."""

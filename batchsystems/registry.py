@@ -8,6 +8,7 @@ from flow.batchsystems.abstract import BatchConfig, BatchSystem
 
 _SYSTEMS: dict[str, str] = {
     "single_machine": "flow.batchsystems.single_machine:SingleMachineBatchSystem",
+    "slurm": "flow.batchsystems.slurm:SlurmBatchSystem",
 }
 #: Toil's spellings.
 _ALIASES = {"singlemachine": "single_machine", "single-machine": "single_machine", "local": "single_machine"}

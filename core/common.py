@@ -173,6 +173,8 @@ class Flow:
         store.write_shared(records.LEADER, f"{os.uname().nodename} {os.getpid()} {started}".encode())
         store.write_shared(records.STATUS, b"running")
         try:
+            if self._config is not None:  # tags the run's jobs; on restart, clears leftovers
+                batch.begin_run(self._config.workflow_id, restart)
             ok = leader.run(root_id, known, restart=restart)
         except BaseException:
             store.write_shared(records.STATUS, b"failed")

@@ -4,11 +4,18 @@ The ``make_batch_system`` fixture is parametrized over batch-system names; a sys
 cluster should skip in the fixture when none is reachable. The tests only use the public contract.
 Payloads live in :mod:`tests.contract.payloads`; the repository root goes on the workers'
 PYTHONPATH through ``BatchConfig.environment``.
+
+``slurm`` runs against the real one-node cluster of ``../shared/slurm`` (started once per session
+when running as root; the tests skip, saying why, where no cluster answers). That node has 2 CPUs,
+which plays the part of ``max_cores=2`` for the tests that need a job to wait for resources: a
+scheduler's per-job limits come from BatchConfig, its capacity from the cluster.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,8 +39,10 @@ from flow.batchsystems import (
 )
 from tests.contract import payloads
 
-BATCH_SYSTEMS = ["single_machine"]
+BATCH_SYSTEMS = ["single_machine", "slurm"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: start-local-slurm / stop-local-slurm, next to the checkout.
+LOCAL_SLURM = REPO_ROOT.parent / "shared" / "slurm"
 MiB = 1024**2
 GiB = 1024**3
 
@@ -45,9 +54,44 @@ def _pythonpath() -> str:
     return str(REPO_ROOT) if not existing else f"{REPO_ROOT}{os.pathsep}{existing}"
 
 
+@functools.cache
+def slurm_unavailable() -> str | None:
+    """Why no Slurm cluster can be used (None: one answers). As root, starts the local test
+    cluster first (idempotent, about a second once its packages are installed)."""
+    start = LOCAL_SLURM / "start-local-slurm"
+    if os.geteuid() == 0 and start.exists():
+        try:
+            started = subprocess.run([str(start)], capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired:
+            return f"{start} did not finish within 900 s"
+        if started.returncode != 0:
+            return f"{start} failed: {started.stderr.strip()[-800:]}"
+    if shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        return (
+            "no Slurm cluster: its commands are not installed, and the local test cluster can"
+            f" only be started as root with {start}"
+        )
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "no Slurm controller answers 'scontrol ping' within 60 s"
+    if "UP" not in ping.stdout:
+        return f"no Slurm controller answers 'scontrol ping': {(ping.stdout + ping.stderr).strip()}"
+    return None
+
+
+def require_slurm() -> None:
+    """Skip the calling test, with the reason, unless a Slurm cluster answers."""
+    reason = slurm_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+
+
 @pytest.fixture(params=BATCH_SYSTEMS)
 def make_batch_system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeBatchSystem]:
     """A factory ``make(max_cores=2, max_memory=8 GiB, max_disk=8 GiB)``; all shut down after."""
+    if request.param == "slurm":
+        require_slurm()
     created: list[BatchSystem] = []
 
     def make(
@@ -335,9 +379,9 @@ def test_kill_running_job(make_batch_system: MakeBatchSystem, tmp_path: Path) ->
 
 
 def test_kill_queued_job(make_batch_system: MakeBatchSystem, tmp_path: Path) -> None:
-    system = make_batch_system(max_cores=1)
+    system = make_batch_system(max_cores=2)
     marker = tmp_path / "queued-job-ran"
-    blocker = system.issue(job("sleep", "30"))
+    blocker = system.issue(job("sleep", "30", cores=2))  # takes every core there is
     queued = system.issue(job("touch", str(marker)))
     wait_until_running(system, blocker)
     assert queued not in system.running()

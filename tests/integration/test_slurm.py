@@ -1,0 +1,423 @@
+"""``--batchSystem slurm`` against the real local Slurm cluster (``../shared/slurm``).
+
+Exit codes and Slurm's own reasons in words, time limits, sbatch refusals, cancellation, a
+200-job fan-out with a bounded number of ``squeue``/``scontrol`` calls, a Python and a CWL workflow
+end to end, and restart after kill -9 of the leader. Every test skips, saying why, where no Slurm
+cluster answers (see ``tests.contract.test_batchsystem.slurm_unavailable``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flow.batchsystems import (
+    BatchConfig,
+    BatchJob,
+    ExitReason,
+    JobExit,
+    SubmissionError,
+    WorkerCall,
+    hpc,
+    make_batch_system,
+)
+from flow.batchsystems.slurm import SlurmBatchSystem
+from flow.core import records
+from flow.core.exceptions import FailedJobsException
+from flow.core.job import Job
+from flow.jobstores.registry import open_job_store
+from tests.contract import payloads
+from tests.contract.test_batchsystem import REPO_ROOT, require_slurm
+
+MiB = 1024**2
+GiB = 1024**3
+
+
+@pytest.fixture(autouse=True)
+def _slurm() -> None:
+    require_slurm()
+
+
+@pytest.fixture
+def slurm(tmp_path: Path) -> Iterator[SlurmBatchSystem]:
+    """A Slurm batch system whose per-job limits are left to Slurm (as with no --maxCores)."""
+    config = BatchConfig(
+        max_cores=2, max_memory=8 * GiB, max_disk=8 * GiB, work_dir=str(tmp_path / "work"),
+        environment={"PYTHONPATH": str(REPO_ROOT)},
+        extra={"maxCores": None, "maxMemory": None, "maxDisk": None},
+    )
+    system = make_batch_system("slurm", config)
+    assert isinstance(system, SlurmBatchSystem)
+    yield system
+    system.shutdown()
+
+
+def payload(function: str, *args: str, **requests: float) -> BatchJob:
+    return BatchJob(
+        job_id=function, name=function, call=WorkerCall(payloads.ref(function), args),
+        memory=100 * MiB, **requests,  # type: ignore[arg-type]
+    )
+
+
+def wait_for(system: SlurmBatchSystem, batch_id: int, timeout: float = 120) -> JobExit:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for exit_ in system.wait(deadline - time.monotonic()):
+            assert exit_.batch_id == batch_id, exit_
+            return exit_
+    raise AssertionError(f"job {batch_id} not reported within {timeout} s")
+
+
+def squeue(*args: str) -> list[list[str]]:
+    """squeue's lines, split at '|' (for checking, outside the batch system's counted calls)."""
+    done = subprocess.run(["squeue", "--noheader", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [line.split("|") for line in done.stdout.splitlines() if line.strip()]
+
+
+def active_jobs_tagged(tag: str) -> list[str]:
+    """Queued or running jobs whose comment is ``tag``."""
+    return [job_id for job_id, comment in squeue("--format=%i|%k") if comment == tag]
+
+
+def states(job_ids: list[str]) -> dict[str, str]:
+    lines = squeue("--states=all", f"--jobs={','.join(job_ids)}", "--format=%i|%T")
+    return {job_id: state for job_id, state in lines}
+
+
+def wait_until(predicate: object, timeout: float, what: str) -> None:
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(0.2)
+
+
+# ---- the batch system on its own -----------------------------------------------------------
+
+
+def test_exit_code_and_signal_in_words(slurm: SlurmBatchSystem) -> None:
+    exit_ = wait_for(slurm, slurm.issue(payload("exit_with", "3")))
+    assert (exit_.reason, exit_.exit_code) == (ExitReason.FINISHED, 3)
+    assert exit_.message.startswith("exit code 3 (Slurm job ")
+    exit_ = wait_for(slurm, slurm.issue(payload("kill_self", str(int(signal.SIGKILL)))))
+    assert (exit_.reason, exit_.exit_code) == (ExitReason.FAILED, -9)
+    assert "killed by signal 9 (SIGKILL)" in exit_.message
+
+
+def test_cancelled_by_someone_else_is_cancelled(slurm: SlurmBatchSystem) -> None:
+    batch_id = slurm.issue(payload("sleep", "60"))
+    wait_until(lambda: active_jobs_tagged(slurm.tag), 30, "the job was not queued")
+    (scheduler_id,) = active_jobs_tagged(slurm.tag)
+    subprocess.run(["scancel", scheduler_id], check=True, timeout=60)
+    exit_ = wait_for(slurm, batch_id)
+    assert exit_.reason is ExitReason.CANCELLED and not exit_.succeeded
+    assert f"Slurm job {scheduler_id} ended CANCELLED" in exit_.message
+
+
+def test_time_limit_is_timeout_and_submitted_in_minutes(slurm: SlurmBatchSystem) -> None:
+    started = time.monotonic()
+    batch_id = slurm.issue(payload("spawn_sleepers", str(Path(slurm.config.work_dir or "") / "p"),
+                                   "1", "600", time_limit=2))
+    (scheduler_id,) = active_jobs_tagged(slurm.tag)
+    shown = subprocess.run(["scontrol", "show", "job", "-o", scheduler_id], capture_output=True,
+                           text=True, check=True, timeout=60).stdout
+    assert "TimeLimit=00:02:00" in shown  # ceil(2 s) in minutes, plus a minute of margin
+    exit_ = wait_for(slurm, batch_id)
+    assert exit_.reason is ExitReason.TIMEOUT and not exit_.succeeded
+    assert "time limit of 2 s" in exit_.message
+    assert time.monotonic() - started < 30
+    pids = [int(p) for p in (Path(slurm.config.work_dir or "") / "p").read_text().split()]
+    assert not [pid for pid in pids if _alive(pid)], "the timed-out job's children survived"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
+
+
+@pytest.mark.parametrize(
+    ("requests", "extra", "words"),
+    [
+        ({"cores": 64}, [], "More processors requested than permitted"),
+        ({"memory": 100_000 * GiB}, [], "Requested node configuration is not available"),
+        ({}, ["--partition=no-such-partition"], "Invalid partition name specified"),
+    ],
+    ids=["cores", "memory", "partition"],
+)
+def test_sbatch_refusal_is_a_submission_error(
+    slurm: SlurmBatchSystem, requests: dict[str, float], extra: list[str], words: str
+) -> None:
+    slurm.user_args = extra
+    hpc.reset_command_calls()
+    started = time.monotonic()
+    with pytest.raises(SubmissionError, match=words) as info:
+        slurm.issue(BatchJob("greedy", "greedy", WorkerCall(payloads.ref("succeed")), **requests))  # type: ignore[arg-type]
+    assert info.value.job_name == "greedy"
+    assert time.monotonic() - started < 10
+    assert hpc.command_calls() == {"sbatch": 1}  # refused for good: not retried
+    slurm.user_args = []
+    assert wait_for(slurm, slurm.issue(payload("succeed"))).succeeded  # and it carries on
+
+
+def test_kill_and_shutdown_leave_nothing_in_squeue(slurm: SlurmBatchSystem) -> None:
+    ids = [slurm.issue(payload("sleep", "300")) for _ in range(5)]  # 2 run, 3 queue
+    wait_until(lambda: len(slurm.running()) == 2 or slurm.wait(0.2) != [], 60, "jobs did not start")
+    assert len(active_jobs_tagged(slurm.tag)) == 5
+    hpc.reset_command_calls()
+    slurm.kill(ids[:1] + ids[-1:])  # one running, one queued
+    assert hpc.command_calls()["scancel"] == 1
+    assert len(active_jobs_tagged(slurm.tag)) == 3
+    hpc.reset_command_calls()
+    slurm.shutdown()
+    assert hpc.command_calls()["scancel"] == 1  # everything in one call
+    assert active_jobs_tagged(slurm.tag) == []
+
+
+def test_polling_is_chunked_and_backs_off(slurm: SlurmBatchSystem) -> None:
+    slurm.chunk_size = 2
+    for _ in range(5):
+        slurm.issue(payload("sleep", "60"))
+    hpc.reset_command_calls()
+    started = time.monotonic()
+    assert slurm.wait(6) == []
+    rounds = hpc.poll_rounds()
+    assert hpc.command_calls()["squeue"] == 3 * rounds  # ids in chunks of 2, 2 and 1
+    assert 2 <= rounds <= 5  # 1 s apart at first, then further apart while nothing changes
+    assert time.monotonic() - started < 8
+
+
+# ---- workflows -----------------------------------------------------------------------------
+
+
+def square(i: int) -> int:
+    return i * i
+
+
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+def fan_out(job: Job, n: int) -> object:
+    values = [job.addChildFn(square, i, cores=1, memory="50M", disk="10M").rv() for i in range(n)]
+    return job.addFollowOnFn(total, values, cores=1, memory="50M", disk="10M").rv()
+
+
+def slurm_options(tmp_path: Path) -> argparse.Namespace:
+    options = Job.Runner.getDefaultOptions(str(tmp_path / "js"))
+    options.batchSystem = "slurm"
+    options.noProgress = True
+    options.workDir = str(tmp_path / "work")
+    return options
+
+
+@pytest.mark.slow
+def test_python_fan_out_of_200_with_bounded_polling(tmp_path: Path) -> None:
+    """A Python workflow end to end; squeue once per poll interval at most, scontrol only for
+    failed jobs (none here), sacct never (no job is forgotten)."""
+    n = 200
+    hpc.reset_command_calls()
+    started = time.monotonic()
+    root = Job.wrapJobFn(fan_out, n, cores=1, memory="50M", disk="10M")
+    assert Job.Runner.startFlow(root, slurm_options(tmp_path)) == sum(i * i for i in range(n))
+    elapsed = time.monotonic() - started
+    calls = hpc.command_calls()
+    print(f"\n{n}-job fan-out on Slurm: {elapsed:.1f} s, commands {calls}")
+    assert calls["sbatch"] == n + 2
+    polls = hpc.poll_rounds()
+    assert calls["squeue"] == polls  # one squeue per poll round for all the jobs in flight
+    assert polls <= elapsed / SlurmBatchSystem.poll_interval[0] + 2
+    assert calls.get("scontrol", 0) == 0 and calls.get("sacct", 0) == 0
+    assert calls.get("scancel", 0) == 0  # nothing left to cancel at the end
+
+
+def test_failed_job_is_reported_in_words(tmp_path: Path) -> None:
+    options = slurm_options(tmp_path)
+    options.retryCount = 0
+    root = Job.wrapFn(payloads.exit_with, "5", cores=64, memory="50M")
+    with pytest.raises(FailedJobsException, match="More processors requested than permitted"):
+        Job.Runner.startFlow(root, options)
+
+
+CWL_TOOL = """
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [wc, -l]
+stdin: $(inputs.file.path)
+requirements: {InlineJavascriptRequirement: {}}
+inputs:
+  file: File
+outputs:
+  lines: {type: int, outputBinding: {glob: out.txt, loadContents: true, outputEval: "$(parseInt(self[0].contents))"}}
+stdout: out.txt
+"""
+
+CWL_WORKFLOW = """
+cwlVersion: v1.2
+class: Workflow
+requirements: {ScatterFeatureRequirement: {}}
+inputs:
+  files: File[]
+outputs:
+  counts: {type: "int[]", outputSource: count/lines}
+steps:
+  count:
+    run: wc.cwl
+    scatter: file
+    in: {file: files}
+    out: [lines]
+"""
+
+
+@pytest.mark.slow
+def test_cwl_workflow(tmp_path: Path) -> None:
+    pytest.importorskip("cwltool")
+    (tmp_path / "wc.cwl").write_text(textwrap.dedent(CWL_TOOL))
+    (tmp_path / "wf.cwl").write_text(textwrap.dedent(CWL_WORKFLOW))
+    files = []
+    for i in range(3):
+        (tmp_path / f"in{i}.txt").write_text("line\n" * (i + 1))
+        files.append({"class": "File", "location": f"in{i}.txt"})
+    (tmp_path / "job.json").write_text(json.dumps({"files": files}))
+    command = [
+        sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress",
+        "--batchSystem", "slurm", "--jobStore", str(tmp_path / "js"),
+        "--workDir", str(tmp_path / "work"), "wf.cwl", "job.json",
+    ]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"counts": [1, 2, 3]}
+
+
+# ---- restart after kill -9 of the leader ---------------------------------------------------
+
+RESTART_SCRIPT = textwrap.dedent('''
+    """Four leaves that wait for a gate file, then a follow-on that sums their values."""
+    import os
+    import sys
+    import time
+
+    from flow.core.common import Flow
+    from flow.core.job import Job
+
+
+    def leaf(i, gate, log):
+        with open(log, "a") as out:
+            out.write(f"{i}\\n")
+        while not os.path.exists(gate):
+            time.sleep(0.1)
+        return i * i
+
+
+    def total(values):
+        return sum(values)
+
+
+    def fan(job, n, gate, log):
+        values = [job.addChildFn(leaf, i, gate, log, cores=1, memory="50M").rv() for i in range(n)]
+        return job.addFollowOnFn(total, values, cores=1, memory="50M").rv()
+
+
+    if __name__ == "__main__":
+        parser = Job.Runner.getDefaultArgumentParser()
+        parser.add_argument("--gate", required=True)
+        parser.add_argument("--leafLog", required=True)
+        options = parser.parse_args()
+        root = Job.wrapJobFn(fan, 4, options.gate, options.leafLog, cores=1, memory="50M")
+        with Flow(options) as flow:
+            result = flow.restart() if options.restart else flow.start(root)
+        print(f"RESULT {result}")
+''')
+
+
+def gated_run(tmp_path: Path) -> tuple[list[str], Path, Path]:
+    """(the command running RESTART_SCRIPT on Slurm, its gate file, its leaf log)."""
+    script = tmp_path / "gated.py"
+    script.write_text(RESTART_SCRIPT)
+    gate, log = tmp_path / "gate", tmp_path / "leaves.log"
+    command = [
+        sys.executable, str(script), str(tmp_path / "js"), "--batchSystem", "slurm",
+        "--gate", str(gate), "--leafLog", str(log), "--workDir", str(tmp_path / "work"),
+        "--noProgress",
+    ]
+    return command, gate, log
+
+
+def run_tag(job_store: Path) -> str:
+    """The comment Slurm jobs of the run in ``job_store`` carry."""
+    config = open_job_store(str(job_store)).read_shared(records.CONFIG)
+    assert config is not None
+    return f"flow:{pickle.loads(config).workflow_id}"
+
+
+def two_leaves_started(log: Path) -> None:
+    """Two leaves run (the node has 2 CPUs), two wait in the queue."""
+    wait_until(lambda: log.exists() and len(log.read_text().split()) >= 2, 90, "no leaf started")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["flow kill", "Ctrl-C"])
+def test_stopping_a_run_cancels_its_jobs(tmp_path: Path, how: str) -> None:
+    command, _, log = gated_run(tmp_path)
+    leader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=tmp_path)
+    try:
+        two_leaves_started(log)
+        tag = run_tag(tmp_path / "js")
+        assert len(active_jobs_tagged(tag)) == 4
+        if how == "flow kill":
+            subprocess.run([sys.executable, "-m", "flow.core.cli", "kill", str(tmp_path / "js")],
+                           check=True, capture_output=True, timeout=60)
+        else:
+            leader.send_signal(signal.SIGINT)
+        _, stderr = leader.communicate(timeout=120)
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+    assert leader.returncode != 0
+    assert active_jobs_tagged(tag) == [], stderr
+
+
+@pytest.mark.slow
+def test_restart_after_kill_9_cancels_the_old_jobs(tmp_path: Path) -> None:
+    command, gate, log = gated_run(tmp_path)
+    first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        two_leaves_started(log)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.communicate(timeout=30)
+    tag = run_tag(tmp_path / "js")
+    left = active_jobs_tagged(tag)
+    assert len(left) == 4, "the killed leader's leaves should still be in squeue"
+
+    second = subprocess.Popen([*command, "--restart"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        wait_until(lambda: all(s == "CANCELLED" for s in states(left).values()), 60,
+                   "the restarted leader did not cancel the old leader's jobs")
+        gate.touch()
+        stdout, stderr = second.communicate(timeout=120)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert second.returncode == 0, stderr
+    assert "RESULT 14" in stdout.splitlines()  # 0 + 1 + 4 + 9
+    assert "cancelling 4 Slurm job(s) left behind by an earlier leader" in stderr
+    assert active_jobs_tagged(tag) == []
