@@ -1,7 +1,9 @@
 """The long-lived worker process of the single-machine batch system.
 
-Started as ``python -m flow.batchsystems._pool_worker [leader_pid]`` in its own session, it talks to
-the leader over its original stdin/stdout with length-prefixed pickles:
+Forked from the leader (:func:`forked_main`: it starts with everything the leader has imported
+and loaded, such as a front-end's parsed documents), or, where forking is not safe, started as
+``python -m flow.batchsystems._pool_worker [leader_pid]``; either way it leads its own session and
+talks to the leader over its original stdin/stdout with length-prefixed pickles:
 
 * worker -> leader, once ready: ``("hello", pid, 0)``
 * leader -> worker, per job: ``(batch_id, "package.module:function", args, environment)``
@@ -18,13 +20,18 @@ The framing helpers here are shared with the leader (:mod:`flow.batchsystems.sin
 
 from __future__ import annotations
 
+import gc
+import io
+import logging
 import os
 import pickle
 import signal
 import struct
 import sys
-from collections.abc import Mapping
+import traceback
+from collections.abc import Iterable, Mapping
 from types import FrameType
+from typing import NoReturn
 
 HEADER = struct.Struct("!I")
 _READ_SIZE = 1 << 16
@@ -211,17 +218,75 @@ def _preload() -> None:
             print(f"flow worker: preloading {spec} failed: {exc}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, forked: bool = False) -> int:
     args = sys.argv[1:] if argv is None else argv
     protocol = _Protocol()
+    if forked:
+        _fresh_std_streams()
     signal.signal(signal.SIGTERM, _kill_session)
     _die_with_parent(int(args[0]) if args else None)
     os.register_at_fork(after_in_child=protocol.detach)
-    _preload()
+    if not forked:
+        _preload()
     try:
         return serve(protocol)
     except BrokenPipeError:  # the leader closed our reply pipe
         return 0
+
+
+def forked_main(
+    fd_in: int, fd_out: int, leader_pid: int, environment: Mapping[str, str], close: Iterable[int]
+) -> NoReturn:
+    """The life of a worker forked from the leader: the same loop as a started worker, on the
+    request pipe ``fd_in`` and reply pipe ``fd_out``. ``close`` are the leader's descriptors this
+    process must not hold (other workers' pipes, so that they still see EOF). Never returns: the
+    leader's stack below this call, its atexit handlers and buffers are not this process's."""
+    code = 1
+    try:
+        os.setsid()
+        gc.freeze()  # never collect (or touch, and so copy) what the leader left in memory
+        for fd in close:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        os.dup2(fd_in, 0)
+        os.dup2(fd_out, 1)
+        os.close(fd_in)
+        os.close(fd_out)
+        _adopt_environment(environment)
+        code = main([str(leader_pid)], forked=True)
+    except BaseException:  # noqa: BLE001 - reported on stderr; the leader sees the worker die
+        traceback.print_exc()
+    finally:
+        _flush_std_streams()
+        os._exit(code)
+
+
+def _fresh_std_streams() -> None:
+    """sys.stdin/stdout/stderr on this process's fds 0, 1 and 2, as a started interpreter has
+    them, rather than whatever the leader had put there (a test runner's capture objects)."""
+    sys.stdin = open(0, closefd=False)
+    if os.environ.get("PYTHONUNBUFFERED") or getattr(sys.__stdout__, "write_through", False):
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+    else:
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+
+
+def _adopt_environment(environment: Mapping[str, str]) -> None:
+    """What a started worker gets at interpreter start: the batch system's environment, its
+    PYTHONPATH also on sys.path; and no log file handler of the leader's (--logFile)."""
+    os.environ.update(environment)
+    for entry in reversed(environment.get("PYTHONPATH", "").split(os.pathsep)):
+        if entry and entry not in sys.path:
+            sys.path.insert(0, entry)
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):
+            for handler in list(logger.handlers):
+                if isinstance(handler, logging.FileHandler):
+                    logger.removeHandler(handler)
 
 
 if __name__ == "__main__":

@@ -22,13 +22,14 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
-from flow.batchsystems._pool_worker import Reply, decode_frames, encode, write_all
+from flow.batchsystems._pool_worker import Reply, decode_frames, encode, forked_main, write_all
 from flow.batchsystems.abstract import (
     BatchConfig,
     BatchJob,
@@ -39,6 +40,11 @@ from flow.batchsystems.abstract import (
     JobExit,
 )
 
+#: "fork" (default): workers are forked from the leader when first needed, so they start with
+#: whatever the leader has imported and loaded (a front-end's parsed documents); the leader falls
+#: back to "spawn" while it runs threads. "spawn": fresh interpreters (FLOW_WORKER_PRELOAD warms
+#: them up), the first one started at once.
+START_METHOD_VARIABLE = "FLOW_POOL_START"
 #: Worker start-ups allowed in flight at once.
 MAX_STARTING = 2
 #: Seconds a fitting job waits for an idle worker before the pool grows.
@@ -55,29 +61,46 @@ Shape = tuple[float, int, int]
 
 
 class _Worker:
-    """The leader's handle on one pool worker process."""
+    """The leader's handle on one pool worker process (forked, or started with ``popen``)."""
 
-    def __init__(self, environment: dict[str, str], stderr: int | None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flow.batchsystems._pool_worker", str(os.getpid())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=environment,
-            start_new_session=True,
-            bufsize=0,
-        )
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.fd_in = self.proc.stdin.fileno()  # requests to the worker
-        self.fd_out = self.proc.stdout.fileno()  # replies from the worker
+    def __init__(self, pid: int, fd_in: int, fd_out: int, popen: subprocess.Popen[bytes] | None = None) -> None:
+        self.pid = pid
+        self.fd_in = fd_in  # requests to the worker
+        self.fd_out = fd_out  # replies from the worker
+        self.popen = popen
+        self.returncode: int | None = None
         os.set_blocking(self.fd_out, False)
         self.buffer = bytearray()
         self.ready = False
         self.batch_id: int | None = None
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    @classmethod
+    def fork(cls, environment: dict[str, str], close: Iterable[int]) -> _Worker:
+        """Fork a worker from this process: it starts with what the leader has loaded."""
+        request_r, request_w = os.pipe()
+        reply_r, reply_w = os.pipe()
+        for stream in (sys.stdout, sys.stderr):  # else the child would write our buffers too
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; it never returns
+            forked_main(request_r, reply_w, os.getppid(), environment, (request_w, reply_r, *close))
+        os.close(request_r)
+        os.close(reply_w)
+        return cls(pid, request_w, reply_r)
+
+    @classmethod
+    def spawn(cls, environment: dict[str, str]) -> _Worker:
+        """Start a fresh interpreter as a worker (where forking is not safe)."""
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "flow.batchsystems._pool_worker", str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **environment},
+            start_new_session=True, bufsize=0,
+        )
+        assert popen.stdin is not None and popen.stdout is not None
+        return cls(popen.pid, popen.stdin.fileno(), popen.stdout.fileno(), popen)
 
     def read(self) -> list[Reply] | None:
         """The complete replies available now; None at EOF (the worker is gone)."""
@@ -94,20 +117,35 @@ class _Worker:
 
     def signal_group(self, signum: int) -> None:
         """Signal the worker's session. Safe until reaped: an unreaped worker keeps its pid."""
+        if self.returncode is not None:
+            return
         try:
             os.killpg(self.pid, signum)
-        except (ProcessLookupError, PermissionError):
+        except ProcessLookupError:  # a just-forked worker may not lead its session yet
+            try:
+                os.kill(self.pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+        except PermissionError:
             pass
 
     def reap(self) -> int:
         """Kill whatever is left of the worker's session, wait for the worker, close its pipes;
         return its exit status (negative: killed by that signal)."""
+        if self.returncode is not None:
+            return self.returncode
         self.signal_group(signal.SIGKILL)
-        returncode = self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                pipe.close()
-        return returncode
+        if self.popen is not None:
+            self.returncode = self.popen.wait()
+            for pipe in (self.popen.stdin, self.popen.stdout):
+                if pipe is not None:
+                    pipe.close()
+        else:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+            for fd in (self.fd_in, self.fd_out):
+                os.close(fd)
+        return self.returncode
 
 
 @dataclass
@@ -158,7 +196,11 @@ class SingleMachineBatchSystem(BatchSystem):
         self._free_memory = int(config.max_memory)
         self._free_disk = int(config.max_disk)
         self._closed = False
-        self._start_worker()
+        self._start_method = os.environ.get(START_METHOD_VARIABLE, "fork")
+        if self._start_method not in ("fork", "spawn"):
+            raise BatchSystemError(f"{START_METHOD_VARIABLE} must be 'fork' or 'spawn', not {self._start_method!r}")
+        if self._start_method == "spawn":
+            self._start_worker()  # its start-up (and preloading) overlaps the leader's
 
     # -- the contract ------------------------------------------------------------------------
 
@@ -348,8 +390,12 @@ class SingleMachineBatchSystem(BatchSystem):
     # -- workers -----------------------------------------------------------------------------
 
     def _start_worker(self) -> None:
-        environment = {**os.environ, **self.config.environment}
-        worker = _Worker(environment, stderr=None)
+        environment = dict(self.config.environment)
+        if self._start_method == "fork" and threading.active_count() == 1:
+            others = [fd for w in self._workers for fd in (w.fd_in, w.fd_out)]
+            worker = _Worker.fork(environment, [*others, self._selector.fileno()])
+        else:  # forking a process with threads could copy a lock some thread holds
+            worker = _Worker.spawn(environment)
         self._workers.add(worker)
         self._starting += 1
         self._selector.register(worker.fd_out, selectors.EVENT_READ, worker)
@@ -357,7 +403,7 @@ class SingleMachineBatchSystem(BatchSystem):
     def _discard(self, worker: _Worker) -> int:
         """Forget ``worker``, kill its session and reap it; return its exit status."""
         if worker not in self._workers:
-            return worker.proc.returncode if worker.proc.returncode is not None else 0
+            return worker.returncode if worker.returncode is not None else 0
         self._workers.discard(worker)
         if not worker.ready:
             self._starting -= 1

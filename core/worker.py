@@ -275,6 +275,7 @@ def _print_traceback(exc: BaseException) -> None:
     own = [f for f in report.stack if not f.filename.startswith(_FLOW_DIRS)]
     if own:
         report.stack = traceback.StackSummary.from_list(own)
+    sys.stdout.flush()  # what the job printed comes before its traceback in the log
     print("".join(report.format()), end="", file=sys.stderr)
 
 

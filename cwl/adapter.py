@@ -303,7 +303,9 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
     ctx.podman = settings.container == "podman"
     ctx.singularity = settings.container == "singularity"
     ctx.move_outputs = "move"
-    ctx.rm_tmpdir = True
+    # cwltool's own directories lie inside work_dir, which the file store removes in the
+    # background when the job ends; only those under a user's prefix are cwltool's to remove.
+    ctx.rm_tmpdir = settings.tmpdir_prefix is not None or settings.tmp_outdir_prefix is not None
     ctx.debug = settings.debug
     ctx.strict_memory_limit = False
     ctx.preserve_environment = list(settings.preserve_environment)

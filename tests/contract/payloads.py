@@ -29,6 +29,11 @@ def exit_with(code: str) -> int:
     return int(code)
 
 
+def module_loaded(name: str) -> int:
+    """3 if the worker has module ``name`` imported (it was forked from a leader that had), else 0."""
+    return 3 if name in sys.modules else 0
+
+
 def raise_system_exit(code: str) -> int:
     raise SystemExit(int(code))
 

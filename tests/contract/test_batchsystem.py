@@ -39,7 +39,8 @@ from flow.batchsystems import (
 )
 from tests.contract import payloads
 
-BATCH_SYSTEMS = ["single_machine", "slurm"]
+#: "name:spawn" is the local pool with FLOW_POOL_START=spawn (fresh interpreters, not forks).
+BATCH_SYSTEMS = ["single_machine", "single_machine:spawn", "slurm"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: start-local-slurm / stop-local-slurm, next to the checkout.
 LOCAL_SLURM = REPO_ROOT.parent / "shared" / "slurm"
@@ -88,10 +89,15 @@ def require_slurm() -> None:
 
 
 @pytest.fixture(params=BATCH_SYSTEMS)
-def make_batch_system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeBatchSystem]:
+def make_batch_system(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MakeBatchSystem]:
     """A factory ``make(max_cores=2, max_memory=8 GiB, max_disk=8 GiB)``; all shut down after."""
-    if request.param == "slurm":
+    name, _, variant = str(request.param).partition(":")
+    if name == "slurm":
         require_slurm()
+    if variant == "spawn":
+        monkeypatch.setenv("FLOW_POOL_START", "spawn")
     created: list[BatchSystem] = []
 
     def make(
@@ -106,7 +112,7 @@ def make_batch_system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
             work_dir=str(work_dir),
             environment={"PYTHONPATH": _pythonpath()},
         )
-        system = build_batch_system(request.param, config)
+        system = build_batch_system(name, config)
         created.append(system)
         return system
 
