@@ -1,0 +1,270 @@
+"""flow-wdl end to end: real processes, real files (tasks on the host unless a test says so)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("WDL")
+
+HELLO = """
+version 1.0
+workflow wf {
+  input { String who = "world" }
+  call hello { input: who = who }
+  output { String out = hello.out }
+}
+task hello {
+  input { String who }
+  command <<< echo "hello ~{who}" >>>
+  output { String out = read_string(stdout()) }
+}
+"""
+
+SCATTER = """
+version 1.1
+workflow wf {
+  input { Array[Int] xs }
+  scatter (x in xs) {
+    call square { input: x = x }
+    Int doubled = square.y * 2
+  }
+  call total { input: ys = square.y }
+  output {
+    Array[Int] squares = square.y
+    Array[Int] doubles = doubled
+    Int sum = total.sum
+  }
+}
+task square {
+  input { Int x }
+  command <<< echo $(( ~{x} * ~{x} )) >>>
+  output { Int y = read_int(stdout()) }
+}
+task total {
+  input { Array[Int] ys }
+  command <<< echo $(( ~{sep("+", ys)} + 0 )) >>>
+  output { Int sum = read_int(stdout()) }
+}
+"""
+
+CONDITIONAL = """
+version 1.1
+workflow wf {
+  input { Boolean go }
+  if (go) {
+    call say { input: word = "yes" }
+  }
+  if (!go) {
+    String skipped = "no"
+  }
+  output {
+    String? said = say.out
+    String? other = skipped
+    String either = select_first([say.out, skipped])
+  }
+}
+task say {
+  input { String word }
+  command <<< echo ~{word} >>>
+  output { String out = read_string(stdout()) }
+}
+"""
+
+LIB = """
+version 1.1
+workflow count {
+  input { File f }
+  call lines { input: f = f }
+  output { Int n = lines.n }
+}
+task lines {
+  input { File f }
+  command <<< wc -l < ~{f} >>>
+  output { Int n = read_int(stdout()) }
+}
+"""
+
+MAIN = """
+version 1.1
+import "lib.wdl" as lib
+workflow main {
+  input { File data }
+  call lib.count as counted { input: f = data }
+  call upper { input: f = data }
+  output {
+    Int n = counted.n
+    File shouted = upper.out
+    Array[File] pieces = upper.pieces
+  }
+}
+task upper {
+  input { File f }
+  command <<<
+    tr a-z A-Z < ~{f} > shouted.txt
+    mkdir parts
+    split -l 1 ~{f} parts/piece.
+  >>>
+  output {
+    File out = "shouted.txt"
+    Array[File] pieces = glob("parts/piece.*")
+  }
+}
+"""
+
+FAILING = """
+version 1.0
+workflow wf {
+  call boom
+  output { Int x = boom.x }
+}
+task boom {
+  command <<<
+    echo "warming up" >&2
+    echo "the disk is on fire" >&2
+    exit 3
+  >>>
+  output { Int x = 1 }
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def wdl_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wdl-cache")
+
+
+def flow_wdl(*args: str, cwd: Path, cache: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "flow.wdl.main", "--noProgress", *args]
+    env = {**os.environ, "FLOW_WDL_CACHE": str(cache), "TMPDIR": str(cwd)}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def outputs(result: subprocess.CompletedProcess[str]) -> Any:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def clean_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "flow-wdl: error:" in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, result.stderr
+
+
+def test_hello_world(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "hello.wdl").write_text(HELLO)
+    assert outputs(flow_wdl("hello.wdl", cwd=tmp_path, cache=wdl_cache)) == {"wf.out": "hello world"}
+    (tmp_path / "in.json").write_text(json.dumps({"wf.who": "flow"}))
+    result = flow_wdl("hello.wdl", "-i", "in.json", "-m", "out.json", cwd=tmp_path, cache=wdl_cache)
+    assert outputs(result) == {"wf.out": "hello flow"}
+    assert json.loads((tmp_path / "out.json").read_text()) == {"wf.out": "hello flow"}
+
+
+def test_scatter_and_gather(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "wf.wdl").write_text(SCATTER)
+    (tmp_path / "in.json").write_text(json.dumps({"wf.xs": [1, 2, 3, 4]}))
+    got = outputs(flow_wdl("wf.wdl", "in.json", cwd=tmp_path, cache=wdl_cache))
+    assert got == {"wf.squares": [1, 4, 9, 16], "wf.doubles": [2, 8, 18, 32], "wf.sum": 30}
+    (tmp_path / "empty.json").write_text(json.dumps({"wf.xs": []}))
+    got = outputs(flow_wdl("wf.wdl", "empty.json", cwd=tmp_path, cache=wdl_cache))
+    assert got == {"wf.squares": [], "wf.doubles": [], "wf.sum": 0}
+
+
+@pytest.mark.parametrize(("go", "expected"), [
+    (True, {"wf.said": "yes", "wf.other": None, "wf.either": "yes"}),
+    (False, {"wf.said": None, "wf.other": "no", "wf.either": "no"}),
+])
+def test_conditional(tmp_path: Path, wdl_cache: Path, go: bool, expected: dict[str, Any]) -> None:
+    (tmp_path / "wf.wdl").write_text(CONDITIONAL)
+    (tmp_path / "in.json").write_text(json.dumps({"wf.go": go}))
+    assert outputs(flow_wdl("wf.wdl", "in.json", cwd=tmp_path, cache=wdl_cache)) == expected
+
+
+def test_subworkflow_import_and_files(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "lib.wdl").write_text(LIB)
+    (tmp_path / "main.wdl").write_text(MAIN)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "words.txt").write_text("one\ntwo\nthree\n")
+    (tmp_path / "in.json").write_text(json.dumps({"main.data": "data/words.txt"}))
+    got = outputs(flow_wdl("main.wdl", "in.json", "-o", "results", cwd=tmp_path, cache=wdl_cache))
+    assert got["main.n"] == 3
+    shouted = Path(got["main.shouted"])
+    assert shouted.parent == tmp_path / "results" and shouted.read_text() == "ONE\nTWO\nTHREE\n"
+    pieces = [Path(p) for p in got["main.pieces"]]
+    assert [p.name for p in pieces] == ["piece.aa", "piece.ab", "piece.ac"]
+    assert [p.read_text() for p in pieces] == ["one\n", "two\n", "three\n"]
+    assert all(p.is_relative_to(tmp_path / "results") for p in pieces)
+
+
+def test_failing_task_shows_call_exit_code_and_stderr(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "fail.wdl").write_text(FAILING)
+    result = flow_wdl("fail.wdl", cwd=tmp_path, cache=wdl_cache)
+    clean_error(result, "wf.boom", "exit code 3", "the disk is on fire")
+
+
+def test_malformed_wdl(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "bad.wdl").write_text("version 1.0\nworkflow wf {\n  call hello {\n")
+    clean_error(flow_wdl("bad.wdl", cwd=tmp_path, cache=wdl_cache), "bad.wdl:3:")
+
+
+def test_type_error_names_file_line_and_column(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "typed.wdl").write_text(
+        "version 1.0\nworkflow wf {\n  Int z = [1]\n  output { Int o = z }\n}\n")
+    clean_error(flow_wdl("typed.wdl", cwd=tmp_path, cache=wdl_cache), "typed.wdl:3:11", "Int")
+
+
+def test_missing_input(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "wf.wdl").write_text(SCATTER)
+    clean_error(flow_wdl("wf.wdl", cwd=tmp_path, cache=wdl_cache), "missing required inputs", "xs")
+
+
+def test_wrong_input_type(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "wf.wdl").write_text(SCATTER)
+    (tmp_path / "in.json").write_text(json.dumps({"wf.xs": ["a", "b"]}))
+    clean_error(flow_wdl("wf.wdl", "in.json", cwd=tmp_path, cache=wdl_cache), "wf.xs")
+
+
+def test_missing_input_file(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "lib.wdl").write_text(LIB)
+    (tmp_path / "in.json").write_text(json.dumps({"count.f": "absent.txt"}))
+    clean_error(flow_wdl("lib.wdl", "in.json", cwd=tmp_path, cache=wdl_cache), "absent.txt")
+
+
+def test_image_without_container_runs_on_host_with_warning(tmp_path: Path, wdl_cache: Path) -> None:
+    text = HELLO.replace("command <<<", 'runtime { docker: "ubuntu:22.04" }\n  command <<<')
+    (tmp_path / "img.wdl").write_text(text)
+    result = flow_wdl("img.wdl", "--container", "none", cwd=tmp_path, cache=wdl_cache)
+    assert outputs(result) == {"wf.out": "hello world"}
+    assert "run on the host" in result.stderr
+
+
+def _podman_image(image: str) -> bool:
+    if shutil.which("podman") is None:
+        return False
+    try:
+        return subprocess.run(["podman", "image", "exists", image], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _podman_image("ubuntu:22.04"), reason="no podman with a local ubuntu:22.04")
+def test_task_in_podman(tmp_path: Path, wdl_cache: Path) -> None:
+    where = "if [ -f /run/.containerenv ]; then echo container; else echo host; fi"
+    text = HELLO.replace('echo "hello ~{who}"', where).replace(
+        "command <<<", 'runtime { docker: "ubuntu:22.04" }\n  command <<<')
+    (tmp_path / "img.wdl").write_text(text)
+    got = outputs(flow_wdl("img.wdl", "--container", "podman", cwd=tmp_path, cache=wdl_cache))
+    assert got == {"wf.out": "container"}
+    got = outputs(flow_wdl("img.wdl", "--container", "none", cwd=tmp_path, cache=wdl_cache))
+    assert got == {"wf.out": "host"}

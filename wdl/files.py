@@ -1,0 +1,223 @@
+"""WDL File values moving through flow's file store.
+
+Between jobs a File is ``flowfile:<quoted file id>/<folder key>/<basename>``: the file store id,
+a key naming the folder the file came from (files of one task output folder, or of one input
+folder, share it, so that a task sees them side by side as WDL's sibling files), and the name
+the file has wherever it is materialised. ``basename()`` of such a value is the file's name. A job
+materialises its input files as real local files (hard links where possible) and stores its
+output files back; the leader imports the run's input files and exports the final outputs. No
+host path passes between jobs, so the same run works on any batch system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flow.core.exceptions import FlowError
+from flow.core.filestore import FileStore
+from flow.jobstores.abstract import JobStore
+
+FLOW_FILE = "flowfile:"
+
+
+class WDLFileError(FlowError):
+    """A File value that cannot be found or stored."""
+
+
+@dataclass(frozen=True)
+class FileRef:
+    file_id: str
+    folder: str
+    basename: str
+
+    @property
+    def uri(self) -> str:
+        return f"{FLOW_FILE}{urllib.parse.quote(self.file_id, safe='')}/{self.folder}/{self.basename}"
+
+
+def parse(uri: str) -> FileRef | None:
+    """The parts of a ``flowfile:`` URI, or None for anything else."""
+    if not uri.startswith(FLOW_FILE):
+        return None
+    try:
+        quoted, folder, basename = uri[len(FLOW_FILE):].split("/", 2)
+    except ValueError:
+        return None
+    return FileRef(urllib.parse.unquote(quoted), folder, basename)
+
+
+def folder_key(*parts: str) -> str:
+    return hashlib.sha1("\0".join(parts).encode()).hexdigest()[:12]
+
+
+def is_url(path: str) -> bool:
+    return urllib.parse.urlparse(path).scheme in ("http", "https", "file")
+
+
+# ---- leader: inputs in, outputs out ----------------------------------------------------------
+class Importer:
+    """Imports the run's input files into the job store (paths relative to the search folders)."""
+
+    def __init__(self, import_file: Callable[[str], str], search: list[str]) -> None:
+        self.import_file = import_file
+        self.search = search
+        self._done: dict[str, str] = {}
+
+    def __call__(self, value: str, is_directory: bool) -> str:
+        if is_directory:
+            raise WDLFileError(f"Directory inputs are not supported: {value}")
+        if value.startswith(FLOW_FILE):
+            return value
+        if value not in self._done:
+            self._done[value] = self._import(value)
+        return self._done[value]
+
+    def _import(self, value: str) -> str:
+        if is_url(value) and not value.startswith("file:"):
+            name = os.path.basename(urllib.parse.urlparse(value).path) or "download"
+            return FileRef(self.import_file(value), folder_key(os.path.dirname(value)), name).uri
+        path = urllib.parse.unquote(urllib.parse.urlparse(value).path) if value.startswith("file:") else value
+        candidates = [path] if os.path.isabs(path) else [os.path.join(d, path) for d in self.search]
+        for candidate in candidates:
+            if os.path.isfile(candidate):
+                real = os.path.abspath(candidate)
+                return FileRef(self.import_file(real), folder_key(os.path.dirname(real)),
+                               os.path.basename(real)).uri
+        raise WDLFileError(f"input file {value} does not exist (looked in {', '.join(self.search) or '/'})")
+
+
+
+class Exporter:
+    """Copies output files out of the job store into ``outdir``: by name, in a sub-folder named by
+    the file's folder key when two outputs share a name."""
+
+    def __init__(self, store: JobStore, outdir: str) -> None:
+        self.store = store
+        self.outdir = os.path.abspath(outdir)
+        self._done: dict[str, str] = {}
+        self._taken: set[str] = set()
+
+    def __call__(self, value: str, is_directory: bool) -> str:
+        ref = parse(value)
+        if ref is None:
+            return value
+        if value in self._done:
+            return self._done[value]
+        target = os.path.join(self.outdir, ref.basename)
+        n = 1
+        while target in self._taken:
+            sub = ref.folder if n == 1 else f"{ref.folder}-{n}"
+            target = os.path.join(self.outdir, sub, ref.basename)
+            n += 1
+        self._taken.add(target)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target):
+            os.unlink(target)
+        self.store.read_file(ref.file_id, target, link=True)
+        self._done[value] = target
+        return target
+
+
+# ---- workers ---------------------------------------------------------------------------------
+class StoreFiles:
+    """Files of workflow-level expressions (read_*, write_*, size ...) in a job."""
+
+    def __init__(self, file_store: FileStore) -> None:
+        self.file_store = file_store
+        self._fetched: dict[str, str] = {}
+        self._scratch: str | None = None
+
+    def scratch(self) -> str:
+        if self._scratch is None:
+            self._scratch = self.file_store.getLocalTempDir()
+        return self._scratch
+
+    def fetch(self, uri: str) -> str:
+        if uri in self._fetched:
+            return self._fetched[uri]
+        ref = parse(uri)
+        if ref is None:
+            if os.path.isabs(uri) and os.path.exists(uri):
+                return uri
+            if not is_url(uri):
+                raise WDLFileError(f"no such file: {uri}")
+            ref = FileRef(self.file_store.importFile(uri), folder_key(uri), os.path.basename(uri))
+        folder = os.path.join(self.scratch(), ref.folder)
+        os.makedirs(folder, exist_ok=True)
+        path = self.file_store.readGlobalFile(ref.file_id, userPath=os.path.join(folder, ref.basename))
+        self._fetched[uri] = path
+        return path
+
+    def store(self, path: str) -> str:
+        file_id = self.file_store.writeGlobalFile(path)
+        uri = FileRef(str(file_id), folder_key(self.file_store.job_id, path), os.path.basename(path)).uri
+        self._fetched[uri] = path
+        return uri
+
+
+class Localizer:
+    """Materialises a task's input files under ``inputs_dir``: one folder per folder key, so
+    sibling files stay side by side and files of the same name from different folders do not
+    collide. Remembers what it made, so outputs that are inputs keep their identity."""
+
+    def __init__(self, file_store: FileStore, inputs_dir: str) -> None:
+        self.file_store = file_store
+        self.inputs_dir = inputs_dir
+        self.by_uri: dict[str, str] = {}
+        self.by_path: dict[str, str] = {}
+        self._folders: dict[tuple[str, str], str] = {}  # (folder key, basename) -> file id there
+
+    def __call__(self, value: str, is_directory: bool) -> str:
+        if is_directory:
+            raise WDLFileError(f"Directory values are not supported: {value}")
+        if value in self.by_uri:
+            return self.by_uri[value]
+        ref = parse(value)
+        if ref is None:
+            if not (os.path.isabs(value) or is_url(value)):
+                raise WDLFileError(f"file {value} is neither an input of the workflow nor made by it")
+            ref = FileRef(self.file_store.importFile(value), folder_key(os.path.dirname(value)),
+                          os.path.basename(value.rstrip("/")) or "file")
+        folder, n = ref.folder, 1
+        while self._folders.get((folder, ref.basename), ref.file_id) != ref.file_id:
+            n += 1
+            folder = f"{ref.folder}-{n}"
+        self._folders[(folder, ref.basename)] = ref.file_id
+        target = os.path.join(self.inputs_dir, folder, ref.basename)
+        if not os.path.exists(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            self.file_store.readGlobalFile(ref.file_id, userPath=target)
+        self.by_uri[value] = target
+        self.by_path.setdefault(os.path.realpath(target), ref.uri)
+        return target
+
+
+class Uploader:
+    """Stores a task's output files; files under the same folder share a folder key."""
+
+    def __init__(self, file_store: FileStore, localizer: Localizer, root: str, token: str) -> None:
+        self.file_store = file_store
+        self.localizer = localizer
+        self.root = root
+        self.token = token
+        self._stored: dict[str, str] = {}
+
+    def __call__(self, path: str, is_directory: bool) -> str:
+        if is_directory:
+            raise WDLFileError(f"Directory outputs are not supported: {path}")
+        real = os.path.realpath(path)
+        name = os.path.basename(path)
+        known = self.localizer.by_path.get(real)
+        if known is not None:  # an input passed through (or linked to)
+            ref = parse(known)
+            assert ref is not None
+            return known if ref.basename == name else FileRef(ref.file_id, ref.folder, name).uri
+        file_id = self._stored.get(real)
+        if file_id is None:
+            file_id = self._stored[real] = str(self.file_store.writeGlobalFile(real))
+        folder = os.path.relpath(os.path.dirname(os.path.abspath(path)), self.root)
+        return FileRef(file_id, folder_key(self.token, folder), name).uri

@@ -1,0 +1,200 @@
+"""A WDL task call as a core job: one visible :class:`WDLTaskJob` per call.
+
+The job localizes its input files from the file store, lets miniwdl evaluate the declarations,
+runtime section and command (through :mod:`flow.wdl.adapter`), runs the command with bash in a
+working directory of its own (on the host, or in a container when the run uses one), checks the
+exit status against ``returnCodes``, evaluates the outputs and stores the output files back.
+``runtime`` cpu, memory and disks are the job's requirements; ``maxRetries`` its retries.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from flow.core.exceptions import FlowError
+from flow.core.filestore import FileStore
+from flow.core.job import Job
+from flow.wdl import adapter, files
+
+GB = 1000**3
+STDERR_TAIL_LINES = 20
+
+_UNITS = {
+    "": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": GB, "gb": GB,
+    "t": 1000**4, "tb": 1000**4, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2,
+    "gi": 1024**3, "gib": 1024**3, "ti": 1024**4, "tib": 1024**4,
+}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?)\s*([A-Za-z]*)\s*$")
+
+
+class WDLTaskError(FlowError):
+    """A task's command failed (exit status not in returnCodes) or its outputs are wrong."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How tasks run; picklable, so that every worker runs them the same way."""
+
+    container: str | None = None  # "podman", "docker", "singularity", or None: on the host
+    max_cores: float = 1.0
+    max_memory: int = 2 * 1024**3
+    max_disk: int | None = None
+
+
+def parse_size(value: Any, default_unit: str = "") -> int | None:
+    """Bytes of a WDL size: a number (bytes, or ``default_unit``) or text like "4 GB", "512 MiB"."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value * _UNITS[default_unit.lower()])
+    match = _SIZE.match(str(value))
+    if match is None or match.group(2).lower() not in _UNITS:
+        return None
+    unit = match.group(2).lower() or default_unit.lower()
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def parse_disks(value: Any) -> int | None:
+    """Bytes of a ``disks`` value: "local-disk 10 SSD", "10 GB", "/mnt 5 HDD", 10 (GiB), or a list."""
+    if isinstance(value, list):
+        sizes = [parse_disks(v) for v in value]
+        return sum(s for s in sizes if s) or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value * 1024**3)
+    words = str(value).split()
+    numbers = [i for i, w in enumerate(words) if re.fullmatch(r"[0-9]+(\.[0-9]*)?", w)]
+    if not numbers:
+        return parse_size(value, "GB")
+    i = numbers[0]
+    unit = words[i + 1] if i + 1 < len(words) and words[i + 1].lower() in _UNITS else "GB"
+    if unit.upper() in ("SSD", "HDD", "LOCAL"):
+        unit = "GB"
+    return parse_size(f"{words[i]} {unit}")
+
+
+def container_image(runtime: dict[str, Any]) -> str | None:
+    image = runtime.get("container", runtime.get("docker"))
+    if isinstance(image, list):
+        image = image[0] if image else None
+    return str(image) if image else None
+
+
+def requirements(runtime: dict[str, Any], settings: RunSettings) -> dict[str, Any]:
+    """The job's cores, memory and disk from a task's runtime values (None: the run's default),
+    capped at what the run may use, as miniwdl caps them at the host's."""
+    cpu = runtime.get("cpu")
+    cores: float | None = None
+    if isinstance(cpu, (int, float)) and not isinstance(cpu, bool):
+        cores = float(cpu)
+    elif isinstance(cpu, str):
+        try:
+            cores = float(cpu)
+        except ValueError:
+            cores = None
+    memory = parse_size(runtime["memory"]) if "memory" in runtime else None
+    disk = parse_disks(runtime["disks"]) if "disks" in runtime else None
+    return {
+        "cores": None if cores is None else max(0.1, min(cores, settings.max_cores)),
+        "memory": None if memory is None else min(memory, settings.max_memory),
+        "disk": None if disk is None else min(disk, settings.max_disk or disk),
+    }
+
+
+def return_codes(runtime: dict[str, Any]) -> set[int] | None:
+    """Accepted exit codes; None accepts any."""
+    codes = runtime.get("returnCodes", runtime.get("return_codes", 0))
+    if codes == "*":
+        return None
+    if isinstance(codes, list):
+        return {int(c) for c in codes}
+    return {int(codes)}
+
+
+class WDLTaskJob(Job):
+    """Runs one call of a task; returns its outputs named ``<namespace>.<output>``."""
+
+    def __init__(self, ref: adapter.ExeRef, inputs: adapter.Values, label: str, namespace: str,
+                 settings: RunSettings) -> None:
+        runtime = adapter.static_runtime(ref, inputs)
+        needs = requirements(runtime, settings)
+        super().__init__(cores=needs["cores"], memory=needs["memory"], disk=needs["disk"],
+                         displayName=label)
+        retries = runtime.get("maxRetries", runtime.get("max_retries"))
+        if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0:
+            self.description.retries_left = retries
+        self.ref = ref
+        self.inputs = inputs
+        self.label = label
+        self.namespace = namespace
+        self.settings = settings
+
+    def run(self, fileStore: FileStore) -> Any:
+        try:
+            outputs = self._run(fileStore)
+        except (adapter.WDLError, files.WDLFileError, WDLTaskError) as exc:
+            print(f"flow-wdl: call {self.label} failed: {exc}", file=sys.stderr)
+            raise
+        prefix = f"{self.namespace}." if self.namespace else ""
+        return {prefix + name: value for name, value in outputs.items()}
+
+    def _run(self, fileStore: FileStore) -> adapter.Values:
+        dirs = adapter.TaskDirs(fileStore.getLocalTempDir())
+        os.makedirs(dirs.work)
+        localizer = files.Localizer(fileStore, os.path.join(dirs.root, "inputs"))
+        task = adapter.TaskContext(self.ref, dirs)
+        task.bind_inputs(adapter.map_paths(self.inputs, localizer))
+        runtime = task.runtime()
+        command_file = os.path.join(dirs.root, "command")
+        with open(command_file, "w") as handle:
+            handle.write(task.command())
+        code = execute(command_file, dirs, container_image(runtime), self.settings)
+        accepted = return_codes(runtime)
+        if accepted is not None and code not in accepted:
+            raise WDLTaskError(failure_message(code, accepted, dirs))
+        outputs = task.outputs()
+        uploader = files.Uploader(fileStore, localizer, dirs.root, self.jobStoreID)
+        return adapter.map_paths(outputs, uploader)
+
+
+def execute(command_file: str, dirs: adapter.TaskDirs, image: str | None, settings: RunSettings) -> int:
+    """Run the command file with bash in the working directory; its exit code."""
+    argv = container_argv(settings.container, image, dirs, command_file) if image and settings.container \
+        else ["bash", command_file]
+    with open(dirs.stdout, "wb") as out, open(dirs.stderr, "wb") as err:
+        try:
+            return subprocess.run(argv, cwd=dirs.work, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=err, check=False).returncode
+        except OSError as exc:
+            raise WDLTaskError(f"cannot run {argv[0]}: {exc}") from None
+
+
+def container_argv(engine: str, image: str, dirs: adapter.TaskDirs, command_file: str) -> list[str]:
+    """The command that runs ``command_file`` in ``image``, the task folder at the same path."""
+    root = dirs.root
+    if engine == "singularity":
+        exe = shutil.which("singularity") or shutil.which("apptainer") or "singularity"
+        return [exe, "exec", "--bind", f"{root}:{root}", "--pwd", dirs.work, f"docker://{image}",
+                "/bin/bash", command_file]
+    return [engine, "run", "--rm", "--network=host", "-v", f"{root}:{root}", "-w", dirs.work,
+            "--entrypoint", "/bin/bash", image, command_file]
+
+
+def failure_message(code: int, accepted: set[int], dirs: adapter.TaskDirs) -> str:
+    allowed = ", ".join(str(c) for c in sorted(accepted))
+    tail = ""
+    try:
+        with open(dirs.stderr, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 16384))
+            lines = handle.read().decode(errors="replace").splitlines()[-STDERR_TAIL_LINES:]
+        tail = "\n".join("    " + line for line in lines)
+    except OSError:
+        pass
+    text = f"exit code {code} (accepted: {allowed})"
+    return f"{text}; last lines of its stderr:\n{tail}" if tail.strip() else f"{text}; its stderr is empty"
