@@ -1,9 +1,9 @@
 """``--batchSystem slurm`` against the real local Slurm cluster (``../shared/slurm``).
 
 Exit codes and Slurm's own reasons in words, time limits, sbatch refusals, cancellation, a
-200-job fan-out with a bounded number of ``squeue``/``scontrol`` calls, a Python and a CWL workflow
-end to end, and restart after kill -9 of the leader. Every test skips, saying why, where no Slurm
-cluster answers (see ``tests.contract.test_batchsystem.slurm_unavailable``).
+200-job fan-out with a bounded number of ``squeue``/``scontrol`` calls, a Python, a CWL and a
+WDL workflow end to end, and restart after kill -9 of the leader. Every test skips, saying why,
+where no Slurm cluster answers (see ``tests.contract.test_batchsystem.slurm_unavailable``).
 """
 
 from __future__ import annotations
@@ -302,6 +302,84 @@ def test_cwl_workflow(tmp_path: Path) -> None:
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"counts": [1, 2, 3]}
+
+
+WDL_WORKFLOW = """
+version 1.1
+workflow wf {
+  input {
+    File greeting
+    Array[String] words
+  }
+  scatter (word in words) {
+    call write_one { input: greeting = greeting, word = word }
+  }
+  call gather { input: parts = write_one.out }
+  output {
+    File all = gather.all
+    Int lines = gather.lines
+  }
+}
+task write_one {
+  input {
+    File greeting
+    String word
+  }
+  command <<< echo "$(cat ~{greeting}) ~{word} ${SLURM_JOB_ID:-not-in-slurm}" > part.txt >>>
+  output { File out = "part.txt" }
+}
+task gather {
+  input { Array[File] parts }
+  command <<<
+    cat ~{sep(" ", parts)} > all.txt
+    echo "bye gather ${SLURM_JOB_ID:-not-in-slurm}" >> all.txt
+    wc -l < all.txt
+  >>>
+  output {
+    File all = "all.txt"
+    Int lines = read_int(stdout())
+  }
+}
+"""
+
+
+@pytest.mark.slow
+def test_wdl_workflow(tmp_path: Path) -> None:
+    """An input File, a scatter of three tasks that each write a File, and a task that cats them:
+    every task runs as a Slurm job of this run (it writes its $SLURM_JOB_ID, which only Slurm's
+    jobs have) and every File moves between the jobs through the file store."""
+    pytest.importorskip("WDL")
+    (tmp_path / "wf.wdl").write_text(WDL_WORKFLOW)
+    (tmp_path / "greeting.txt").write_text("hello\n")
+    inputs = {"wf.greeting": "greeting.txt", "wf.words": ["alpha", "beta", "gamma"]}
+    (tmp_path / "inputs.json").write_text(json.dumps(inputs))
+    command = [
+        sys.executable, "-m", "flow.wdl.main", "--noProgress", "--batchSystem", "slurm",
+        "--jobStore", str(tmp_path / "js"), "--workDir", str(tmp_path / "work"),
+        "--container", "none", "wf.wdl", "inputs.json", "-o", str(tmp_path / "out"),
+    ]
+    env = {**os.environ, "FLOW_WDL_CACHE": str(tmp_path / "cache")}
+    env.pop("SLURM_JOB_ID", None)  # only Slurm's jobs have one
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    print(f"\nWDL scatter and gather on Slurm: {time.monotonic() - started:.1f} s")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"wf.all": str(tmp_path / "out" / "all.txt"), "wf.lines": 4}
+    lines = [line.split() for line in (tmp_path / "out" / "all.txt").read_text().splitlines()]
+    assert [line[:2] for line in lines] == [
+        ["hello", "alpha"], ["hello", "beta"], ["hello", "gamma"], ["bye", "gather"]
+    ], lines
+    job_ids = [line[2] for line in lines]
+    assert all(job_id.isdigit() for job_id in job_ids), f"tasks ran outside Slurm: {lines}"
+    assert len(set(job_ids)) == 4, f"each task ran in a Slurm job of its own: {lines}"
+    tags = set()
+    for job_id in job_ids:
+        shown = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                               text=True, check=True, timeout=60).stdout
+        assert "JobState=COMPLETED" in shown, shown
+        tags |= {f.removeprefix("Comment=") for f in shown.split() if f.startswith("Comment=")}
+    (tag,) = tags  # all jobs of this run
+    assert tag.startswith("flow:") and active_jobs_tagged(tag) == []
 
 
 # ---- restart after kill -9 of the leader ---------------------------------------------------
