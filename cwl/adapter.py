@@ -222,6 +222,9 @@ def load_inputs(process: Any, job_order_path: str | None, settings: RunSettings)
     except (OSError, ValueError) as exc:
         raise CWLError(f"cannot read the input object {job_order_path}: {exc}") from None
     validate_inputs(process, job_order)
+    # Plain dicts and lists from here: cwltool deep-copies the input object, and a deep copy of
+    # ruamel's commented types grows with the square of an array's length (2,000 strings: 6 s).
+    job_order = plain(job_order)
     _bind_top_level(process, job_order, input_basedir)
     return cast(dict[str, Any], job_order)
 
