@@ -114,6 +114,33 @@ class JobExit:
         return self.reason is ExitReason.FINISHED and self.exit_code == 0
 
 
+def describe_bytes(amount: float) -> str:
+    """``1.5 GiB``-style words for a number of bytes."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(amount) < 1024 or unit == "TiB":
+            return f"{amount:g} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    raise AssertionError("unreachable")
+
+
+def request_problem(
+    job: BatchJob, cores: float | None, memory: int | None, disk: int | None, verb: str
+) -> str | None:
+    """Why ``job`` asks for more than these limits (None: it fits, or no limit is set); ``verb``
+    says what the limits are ("available", "allowed"). For ImpossibleRequestError."""
+    if job.cores < 0 or job.memory < 0 or job.disk < 0 or job.accelerators < 0:
+        return "asks for a negative amount of a resource"
+    if cores is not None and job.cores > cores + 1e-9:
+        return f"asks for {job.cores:g} cores but at most {cores:g} are {verb} (--maxCores)"
+    if memory is not None and job.memory > memory:
+        return (f"asks for {describe_bytes(job.memory)} of memory but at most"
+                f" {describe_bytes(memory)} is {verb} (--maxMemory)")
+    if disk is not None and job.disk > disk:
+        return (f"asks for {describe_bytes(job.disk)} of disk but at most"
+                f" {describe_bytes(disk)} is {verb} (--maxDisk)")
+    return None
+
+
 @dataclass(frozen=True)
 class BatchConfig:
     """What every batch system is built from. ``extra`` carries plugin options by name."""

@@ -52,6 +52,8 @@ from flow.batchsystems.abstract import (
     ImpossibleRequestError,
     JobExit,
     SubmissionError,
+    describe_bytes,
+    request_problem,
 )
 
 logger = logging.getLogger(__name__)
@@ -381,22 +383,7 @@ class HPCBatchSystem(BatchSystem):
     # -- the contract ------------------------------------------------------------------------
 
     def check_fits(self, job: BatchJob) -> None:
-        problem = None
-        cores, memory, disk = self._per_job_limits()
-        if job.cores < 0 or job.memory < 0 or job.disk < 0 or job.accelerators < 0:
-            problem = "asks for a negative amount of a resource"
-        elif cores is not None and job.cores > cores + 1e-9:
-            problem = f"asks for {job.cores:g} cores but at most {cores:g} are allowed (--maxCores)"
-        elif memory is not None and job.memory > memory:
-            problem = (
-                f"asks for {_describe_bytes(job.memory)} of memory but at most"
-                f" {_describe_bytes(memory)} is allowed (--maxMemory)"
-            )
-        elif disk is not None and job.disk > disk:
-            problem = (
-                f"asks for {_describe_bytes(job.disk)} of disk but at most"
-                f" {_describe_bytes(disk)} is allowed (--maxDisk)"
-            )
+        problem = request_problem(job, *self._per_job_limits(), "allowed")
         if problem is not None:
             raise ImpossibleRequestError(job.name, problem)
 
@@ -679,7 +666,7 @@ class HPCBatchSystem(BatchSystem):
             if status.reason is ExitReason.TIMEOUT and job.time_limit is not None:
                 words += f" (its time limit was {job.time_limit:g} s)"
             elif status.reason is ExitReason.OUT_OF_MEMORY:
-                words += f" (it asked for {_describe_bytes(job.memory)} of memory)"
+                words += f" (it asked for {describe_bytes(job.memory)} of memory)"
             elif status.reason is ExitReason.CANCELLED:
                 words += " (not by flow: by a user or an administrator)"
             return status.reason, code, words
@@ -761,14 +748,6 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return "unknown signal"
-
-
-def _describe_bytes(amount: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(amount) < 1024 or unit == "TiB":
-            return f"{amount:g} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    raise AssertionError("unreachable")
 
 
 if __name__ == "__main__":

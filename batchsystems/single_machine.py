@@ -38,6 +38,7 @@ from flow.batchsystems.abstract import (
     ExitReason,
     ImpossibleRequestError,
     JobExit,
+    request_problem,
 )
 
 #: "fork" (default): workers are forked from the leader when first needed, so they start with
@@ -166,14 +167,6 @@ def _died_message(returncode: int) -> str:
     return f"worker process died (exit code {returncode})"
 
 
-def _describe_bytes(amount: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(amount) < 1024 or unit == "TiB":
-            return f"{amount:g} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    raise AssertionError("unreachable")
-
-
 class SingleMachineBatchSystem(BatchSystem):
     """Runs worker calls in a pool of local worker processes (see the module docstring)."""
 
@@ -206,25 +199,8 @@ class SingleMachineBatchSystem(BatchSystem):
 
     def check_fits(self, job: BatchJob) -> None:
         config = self.config
-        problem = None
-        if job.cores < 0 or job.memory < 0 or job.disk < 0 or job.accelerators < 0:
-            problem = "asks for a negative amount of a resource"
-        elif job.cores > config.max_cores + _EPSILON:
-            problem = (
-                f"asks for {job.cores:g} cores but at most {config.max_cores:g} are available"
-                " (--maxCores)"
-            )
-        elif job.memory > config.max_memory:
-            problem = (
-                f"asks for {_describe_bytes(job.memory)} of memory but at most"
-                f" {_describe_bytes(config.max_memory)} is available (--maxMemory)"
-            )
-        elif job.disk > config.max_disk:
-            problem = (
-                f"asks for {_describe_bytes(job.disk)} of disk but at most"
-                f" {_describe_bytes(config.max_disk)} is available (--maxDisk)"
-            )
-        elif job.accelerators > 0:
+        problem = request_problem(job, config.max_cores, config.max_memory, config.max_disk, "available")
+        if problem is None and job.accelerators > 0:
             problem = (
                 f"asks for {job.accelerators} accelerator(s) but the single-machine batch system"
                 " has none"
