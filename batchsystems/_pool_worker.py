@@ -33,6 +33,8 @@ from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import NoReturn
 
+from flow.batchsystems.call import flush_std_streams
+
 HEADER = struct.Struct("!I")
 _READ_SIZE = 1 << 16
 PR_SET_PDEATHSIG = 1
@@ -157,14 +159,6 @@ def _restore_environment(saved: Mapping[str, str | None]) -> None:
             os.environ[key] = value
 
 
-def _flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
 def serve(protocol: _Protocol) -> int:
     """Answer requests until EOF; return the worker's exit status."""
     from flow.batchsystems.call import Function, call_function, resolve
@@ -187,7 +181,7 @@ def serve(protocol: _Protocol) -> int:
         batch_id, function, args, environment = request
         saved = _apply_environment(environment)
         code = call_function(function, args, cached_resolve) & 0xFF  # as a process exit status
-        _flush_std_streams()
+        flush_std_streams()
         if os.getpid() != me:  # a forked child of the job returned into our loop
             os._exit(code)
         _restore_environment(saved)
@@ -259,7 +253,7 @@ def forked_main(
     except BaseException:  # noqa: BLE001 - reported on stderr; the leader sees the worker die
         traceback.print_exc()
     finally:
-        _flush_std_streams()
+        flush_std_streams()
         os._exit(code)
 
 

@@ -65,6 +65,15 @@ def call_function(
     return result_code(spec, result)
 
 
+def flush_std_streams() -> None:
+    """Flush sys.stdout and sys.stderr, ignoring streams that are closed or broken."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
@@ -74,11 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     code = call_function(args[0], args[1:])
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    flush_std_streams()
     return code
 
 

@@ -232,17 +232,9 @@ def _kill_group_members() -> None:
             pass
 
 
-def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-
-
 def _time_is_up(limit: float, marker: str | None) -> None:
     print(f"flow: the job exceeded its time limit of {limit:g} s and was ended", file=sys.stderr)
-    _flush()
+    call.flush_std_streams()
     _kill_group_members()
     if marker:
         try:
@@ -282,7 +274,7 @@ def job_main(argv: Sequence[str]) -> int:
     code = call.call_function(argv[1], argv[2:])
     if timer is not None:
         timer.cancel()
-    _flush()
+    call.flush_std_streams()
     _kill_group_members()
     return code
 

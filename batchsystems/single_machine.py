@@ -40,6 +40,7 @@ from flow.batchsystems.abstract import (
     JobExit,
     request_problem,
 )
+from flow.batchsystems.call import flush_std_streams
 
 #: "fork" (default): workers are forked from the leader when first needed, so they start with
 #: whatever the leader has imported and loaded (a front-end's parsed documents); the leader falls
@@ -80,11 +81,7 @@ class _Worker:
         """Fork a worker from this process: it starts with what the leader has loaded."""
         request_r, request_w = os.pipe()
         reply_r, reply_w = os.pipe()
-        for stream in (sys.stdout, sys.stderr):  # else the child would write our buffers too
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+        flush_std_streams()  # else the child would write our buffers too
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; it never returns
             forked_main(request_r, reply_w, os.getppid(), environment, (request_w, reply_r, *close))

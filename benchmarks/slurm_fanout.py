@@ -22,27 +22,14 @@ import sys
 from pathlib import Path
 
 from _bench import Stopwatch, add_store_options, fail, figure, flow_options, scratch
+from fanout import REQUESTS, fan_out
 
 from flow.batchsystems import hpc
 from flow.batchsystems.slurm import SlurmBatchSystem
 from flow.core.common import Flow
 from flow.core.job import Job
 
-REQUESTS: dict[str, object] = {"cores": 0.1, "memory": "10M"}
 START_SLURM = Path(__file__).resolve().parents[2] / "shared" / "slurm" / "start-local-slurm"
-
-
-def leaf(job: Job, i: int) -> int:
-    return i
-
-
-def total(job: Job, values: list[int]) -> int:
-    return sum(values)
-
-
-def fan_out(job: Job, n: int) -> object:
-    values = [job.addChildJobFn(leaf, i, **REQUESTS).rv() for i in range(n)]
-    return job.addFollowOnJobFn(total, values, **REQUESTS).rv()
 
 
 def run(n: int, batch_system: str, job_store: str | None) -> tuple[float, object]:

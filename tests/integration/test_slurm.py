@@ -39,6 +39,7 @@ from flow.core.job import Job
 from flow.jobstores.registry import open_job_store
 from tests.contract import payloads
 from tests.contract.test_batchsystem import REPO_ROOT, require_slurm
+from tests.integration.test_cwl import WC_TOOL
 
 MiB = 1024**2
 GiB = 1024**3
@@ -254,19 +255,6 @@ def test_failed_job_is_reported_in_words(tmp_path: Path) -> None:
         Job.Runner.startFlow(root, options)
 
 
-CWL_TOOL = """
-cwlVersion: v1.2
-class: CommandLineTool
-baseCommand: [wc, -l]
-stdin: $(inputs.file.path)
-requirements: {InlineJavascriptRequirement: {}}
-inputs:
-  file: File
-outputs:
-  lines: {type: int, outputBinding: {glob: out.txt, loadContents: true, outputEval: "$(parseInt(self[0].contents))"}}
-stdout: out.txt
-"""
-
 CWL_WORKFLOW = """
 cwlVersion: v1.2
 class: Workflow
@@ -287,7 +275,7 @@ steps:
 @pytest.mark.slow
 def test_cwl_workflow(tmp_path: Path) -> None:
     pytest.importorskip("cwltool")
-    (tmp_path / "wc.cwl").write_text(textwrap.dedent(CWL_TOOL))
+    (tmp_path / "wc.cwl").write_text(textwrap.dedent(WC_TOOL))
     (tmp_path / "wf.cwl").write_text(textwrap.dedent(CWL_WORKFLOW))
     files = []
     for i in range(3):
