@@ -26,6 +26,7 @@ import flow.batchsystems
 import flow.jobstores
 from flow.core import promise, records
 from flow.core.description import INLINE_LIMIT, JobDescription, JobState
+from flow.core.exceptions import FlowError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.jobstores.abstract import JobStore
@@ -270,12 +271,16 @@ _FLOW_DIRS = tuple(
 
 
 def _print_traceback(exc: BaseException) -> None:
-    """The job's traceback without flow's own frames, unless the error is flow's."""
+    """The job's traceback without flow's own frames, unless the error is flow's. A FlowError
+    raised by a job (a front-end's failed tool or task) is its one-paragraph message."""
+    sys.stdout.flush()  # what the job printed comes before its error in the log
+    if isinstance(exc, FlowError):
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return
     report = traceback.TracebackException.from_exception(exc)
     own = [f for f in report.stack if not f.filename.startswith(_FLOW_DIRS)]
     if own:
         report.stack = traceback.StackSummary.from_list(own)
-    sys.stdout.flush()  # what the job printed comes before its traceback in the log
     print("".join(report.format()), end="", file=sys.stderr)
 
 

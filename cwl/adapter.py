@@ -33,6 +33,11 @@ class CWLError(FlowError):
     """An invalid document or input object, reported in one paragraph (exit 1)."""
 
 
+class CWLToolError(FlowError):
+    """One tool invocation failed: its command's exit code, or its outputs could not be
+    collected; cwltool's log above it says which."""
+
+
 class CWLUnsupportedError(FlowError):
     """The document needs a feature this run cannot provide (exit 33)."""
 
@@ -155,8 +160,10 @@ def load_process(uri: str, settings: RunSettings) -> Any:
 
     prime_schemas()
 
-    # cwltool's log handler sets its logger to INFO when imported: keep it to warnings.
+    # cwltool's log handler sets its logger to INFO when imported: keep it to warnings, and
+    # printed once (by that handler, not again by a worker's root handler).
     logging.getLogger("cwltool").setLevel(logging.DEBUG if settings.debug else logging.WARNING)
+    logging.getLogger("cwltool").propagate = False
     try:
         return load_tool(uri, _loading_context(settings))
     except (ValidationException, WorkflowException) as exc:
@@ -312,16 +319,59 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
     ctx.debug = settings.debug
     ctx.strict_memory_limit = False
     ctx.preserve_environment = list(settings.preserve_environment)
+    if settings.container is not None:
+        roots = [work_dir] + [os.path.dirname(p) for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
+        ctx.path_mapper, ctx.make_fs_access = _contained_output_checks(
+            tuple({os.path.abspath(r) for r in roots} | {os.path.realpath(r) for r in roots}))
     os.makedirs(ctx.outdir, exist_ok=True)
     try:
         outputs, status = SingleJobExecutor().execute(process, inputs, ctx, logger=logging.getLogger("cwltool"))
     except UnsupportedRequirement as exc:
         raise CWLUnsupportedError(str(exc)) from None
     except WorkflowException as exc:
-        raise RuntimeError(f"{process.tool.get('id')}: {_short(exc)}") from None
+        raise CWLToolError(f"{process.tool.get('id')}: {_short(exc)}") from None
     if status != "success" or outputs is None:
-        raise RuntimeError(f"{process.tool.get('id')} finished with status {status}")
+        raise CWLToolError(f"{process.tool.get('id')} finished with status {status}")
     return cast(dict[str, Any], outputs)
+
+
+def _contained_output_checks(roots: tuple[str, ...]) -> tuple[Any, Any]:
+    """cwltool's path mapper and file access for a tool that ran in a container, where an
+    absolute symlink the tool made names a path inside the container: outputs that are (or lie
+    under) a symlink to anything but the job's own directories (``roots``) or a host path
+    cwltool mounted (it relinks staged inputs to those) are not retrieved, whatever the host
+    holds at that path. Returns (path mapper class, file access class)."""
+    from cwltool.pathmapper import PathMapper
+    from cwltool.stdfsaccess import StdFsAccess
+    from schema_salad.ref_resolver import uri_file_path
+
+    mappers: list[PathMapper] = []
+
+    class RecordingPathMapper(PathMapper):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            mappers.append(self)
+
+    def inside(target: str, bases: Iterator[str]) -> bool:
+        return any(target == base or target.startswith(base.rstrip(os.sep) + os.sep) for base in bases)
+
+    def escapes(path: str) -> bool:
+        while path not in ("", "/") and path not in roots:
+            if os.path.islink(path):
+                target = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+                mounted = (entry.resolved for mapper in mappers for _, entry in mapper.items())
+                if not inside(target, iter(roots)) and not inside(target, mounted):
+                    logger.warning("not retrieving %s: a symlink to %s, which is outside the "
+                                   "directories the tool's container had", path, os.readlink(path))
+                    return True
+            path = os.path.dirname(path)
+        return False
+
+    class ContainedFsAccess(StdFsAccess):
+        def glob(self, pattern: str) -> list[str]:
+            return [uri for uri in super().glob(pattern) if not escapes(uri_file_path(uri))]
+
+    return RecordingPathMapper, ContainedFsAccess
 
 
 # ---- values ---------------------------------------------------------------------------------

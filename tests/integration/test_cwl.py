@@ -254,3 +254,44 @@ def test_restart_resumes_after_a_failed_step(docs: Path, tmp_path: Path) -> None
     assert Path(out["location"].removeprefix("file://")).read_text() == "first\n"
     assert Path(f"{marker}.log").read_text() == "ran\n", "the first step ran again"
     assert not os.path.exists(store), "--clean onSuccess (the default) removes the store"
+
+
+SYMLINK_TOOL = """
+cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement: {dockerPull: "debian:stable-slim"}
+  ShellCommandRequirement: {}
+inputs:
+  target: string
+outputs:
+  linked: {type: File, outputBinding: {glob: link.txt}}
+arguments:
+  - {valueFrom: "echo inside > made.txt && ln -s $(inputs.target) link.txt", shellQuote: false}
+"""
+
+
+def _podman_works() -> bool:
+    try:
+        probe = ["podman", "run", "--rm", "--net=none", "debian:stable-slim", "true"]
+        return subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_container_symlink_outside_its_directories_is_not_retrieved(docs: Path, tmp_path: Path) -> None:
+    """In a container, /x in a symlink is the container's /x: never the host file of that name."""
+    if not _podman_works():
+        pytest.skip("podman cannot run debian:stable-slim here (run ../shared/containers/make-local-images as root)")
+    (docs / "link.cwl").write_text(textwrap.dedent(SYMLINK_TOOL))
+    host_file = tmp_path / "on-the-host.txt"
+    host_file.write_text("host data\n")
+    command = [sys.executable, "-m", "flow.cwl.main", "--podman", "--noProgress", "link.cwl"]
+    (docs / "out.json").write_text(json.dumps({"target": str(host_file)}))
+    escaped = subprocess.run([*command, "out.json"], cwd=docs, capture_output=True, text=True, timeout=300)
+    assert escaped.returncode == 1, escaped.stderr
+    assert "Traceback" not in escaped.stderr and "link.txt" in escaped.stderr
+    (docs / "in.json").write_text(json.dumps({"target": "made.txt"}))
+    inside = subprocess.run([*command, "in.json"], cwd=docs, capture_output=True, text=True, timeout=300)
+    assert inside.returncode == 0, inside.stderr
+    assert Path(json.loads(inside.stdout)["linked"]["path"]).read_text() == "inside\n"
