@@ -190,6 +190,11 @@ class BatchSystem(abc.ABC):
         """Kill everything still queued or running (and their child processes) and release
         resources. Idempotent; the object is unusable afterwards."""
 
+    def job_limits(self) -> tuple[float | None, int | None, int | None]:
+        """The most cores, memory and disk one job may ask for; None where the scheduler alone
+        decides (a cluster). Front-ends scale a tool's wish (CWL coresMax, WDL cpu) to this."""
+        return self.config.max_cores, self.config.max_memory, self.config.max_disk
+
     def begin_run(self, run_id: str, restart: bool) -> None:
         """Called once before the first ``issue`` of a run with its stable id (the same across
         restarts). A scheduler whose jobs outlive the leader tags its jobs with ``run_id`` and,

@@ -375,7 +375,7 @@ class HPCBatchSystem(BatchSystem):
     # -- the contract ------------------------------------------------------------------------
 
     def check_fits(self, job: BatchJob) -> None:
-        problem = request_problem(job, *self._per_job_limits(), "allowed")
+        problem = request_problem(job, *self.job_limits(), "allowed")
         if problem is not None:
             raise ImpossibleRequestError(job.name, problem)
 
@@ -464,7 +464,7 @@ class HPCBatchSystem(BatchSystem):
 
     # -- submitting --------------------------------------------------------------------------
 
-    def _per_job_limits(self) -> tuple[float | None, int | None, int | None]:
+    def job_limits(self) -> tuple[float | None, int | None, int | None]:
         """--maxCores/--maxMemory/--maxDisk bound each job when given; otherwise (None in the
         options the core passes as ``extra``) the scheduler alone decides what fits."""
         extra = self.config.extra

@@ -102,6 +102,13 @@ class Flow:
             self._store.destroy()
         self._store = None
 
+    def job_limits(self) -> tuple[float | None, int | None, int | None]:
+        """The most cores, memory and disk one job may ask for on this run's batch system (None:
+        the cluster's scheduler decides). For front-ends that scale a tool's request to fit."""
+        if self._batch is None:
+            raise FlowError("the Flow object is not open: use it in a 'with' block")
+        return self._batch.job_limits()
+
     @property
     def jobStore(self) -> JobStore:
         if self._store is None:

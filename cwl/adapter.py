@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flow.core.exceptions import FlowError
@@ -56,6 +56,9 @@ class RunSettings:
     debug: bool = False
     enable_dev: bool = False
     preserve_environment: tuple[str, ...] = ()
+    #: The most cores one job may have on the run's batch system (None: a cluster's scheduler
+    #: judges); a tool asking for more gets this many, as cwltool gives it the machine's cores.
+    max_cores: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,9 @@ class CWLJob(Job):
                  process: Any | None = None) -> None:
         process = process if process is not None else adapter.resolve(ref, settings)
         resources = resources_of(process, inputs, settings)
-        cores = min(float(resources["cores"]), float(os.cpu_count() or 1))
+        cores = float(resources["cores"])
+        if settings.max_cores is not None:
+            cores = min(cores, settings.max_cores)
         super().__init__(cores=cores, memory=resources["memory"], disk=resources["disk"],
                          displayName=_label(process))
         self.ref = ref

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     os.environ[WORKER_PRELOAD_VARIABLE] = "flow.cwl.adapter:warm_up"
     os.environ[adapter.WARM_URI_VARIABLE] = uri
     with Flow(args) as flow:
+        settings = dataclasses.replace(settings, max_cores=flow.job_limits()[0])
         process = adapter.load_process(uri, settings)
         inputs = adapter.plain(adapter.load_inputs(process, args.job_order, settings))
         adapter.check_requirements(process, settings)  # after the inputs, as cwltool does

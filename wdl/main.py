@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,6 @@ from flow.core.common import Flow
 from flow.core.exceptions import FailedJobsException, FlowError
 from flow.core.logs import USER_ERRORS
 from flow.core.options import add_flow_options
-from flow.core.resources import machine_cores, machine_disk, machine_memory
 
 if TYPE_CHECKING:
     from flow.wdl.task import RunSettings
@@ -96,16 +94,15 @@ def read_input_json(args: argparse.Namespace) -> tuple[dict[str, Any], str | Non
     return data, os.path.dirname(os.path.abspath(path))
 
 
-def _settings(args: argparse.Namespace, names_images: bool) -> RunSettings:
+def _settings(args: argparse.Namespace, names_images: bool, flow: Flow) -> RunSettings:
+    """The run's task settings. Requests are capped at what one job may have on the batch
+    system (the machine here, as miniwdl caps them at the host's; a cluster's scheduler judges
+    for itself)."""
     from flow.wdl.task import RunSettings
 
-    work_dir = os.path.abspath(args.workDir or tempfile.gettempdir())
-    return RunSettings(
-        container=choose_container(args.container, names_images),
-        max_cores=float(args.maxCores) if args.maxCores else machine_cores(),
-        max_memory=int(args.maxMemory) if args.maxMemory else machine_memory(),
-        max_disk=int(args.maxDisk) if args.maxDisk else machine_disk(work_dir),
-    )
+    cores, memory, disk = flow.job_limits()
+    return RunSettings(container=choose_container(args.container, names_images),
+                       max_cores=cores, max_memory=memory, max_disk=disk)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                          os.path.dirname(uri)]))
             importer = files.Importer(lambda url: str(flow.importFile(url)), search)
             inputs = adapter.map_paths(inputs, importer)
-            settings = _settings(args, adapter.document_images(uri))
+            settings = _settings(args, adapter.document_images(uri), flow)
             root = (WDLWorkflowJob(Frame(ref, settings, "", name), inputs) if adapter.is_workflow(exe)
                     else WDLTaskJob(ref, inputs, name, "", settings))
             outputs = flow.start(root)

@@ -42,8 +42,9 @@ class RunSettings:
     """How tasks run; picklable, so that every worker runs them the same way."""
 
     container: str | None = None  # "podman", "docker", "singularity", or None: on the host
-    max_cores: float = 1.0
-    max_memory: int = 2 * 1024**3
+    #: The most one job may have (None: no cap, a cluster's scheduler judges).
+    max_cores: float | None = None
+    max_memory: int | None = None
     max_disk: int | None = None
 
 
@@ -100,10 +101,14 @@ def requirements(runtime: dict[str, Any], settings: RunSettings) -> dict[str, An
     memory = parse_size(runtime["memory"]) if "memory" in runtime else None
     disk = parse_disks(runtime["disks"]) if "disks" in runtime else None
     return {
-        "cores": None if cores is None else max(0.1, min(cores, settings.max_cores)),
-        "memory": None if memory is None else min(memory, settings.max_memory),
-        "disk": None if disk is None else min(disk, settings.max_disk or disk),
+        "cores": None if cores is None else max(0.1, _capped(cores, settings.max_cores)),
+        "memory": None if memory is None else _capped(memory, settings.max_memory),
+        "disk": None if disk is None else _capped(disk, settings.max_disk),
     }
+
+
+def _capped(amount: Any, limit: Any) -> Any:
+    return amount if limit is None else min(amount, limit)
 
 
 def return_codes(runtime: dict[str, Any]) -> set[int] | None:

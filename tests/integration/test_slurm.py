@@ -292,6 +292,42 @@ def test_cwl_workflow(tmp_path: Path) -> None:
     assert json.loads(done.stdout) == {"counts": [1, 2, 3]}
 
 
+CORES_TOOL = """
+cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  ResourceRequirement: {coresMin: $(inputs.cores)}
+  InlineJavascriptRequirement: {}
+  ShellCommandRequirement: {}
+inputs:
+  cores: int
+outputs:
+  given: {type: int, outputBinding: {glob: out.txt, loadContents: true, outputEval: "$(parseInt(self[0].contents))"}}
+arguments: [{valueFrom: 'echo $SLURM_CPUS_PER_TASK > out.txt', shellQuote: false}]
+"""
+
+
+def test_cwl_core_requests_go_to_slurm_uncapped(tmp_path: Path) -> None:
+    """The leader's machine does not cap what a tool asks of the cluster: 2 cores reach the job
+    whatever the leader has; 64 are refused by sbatch in its own words, not quietly scaled down."""
+    pytest.importorskip("cwltool")
+    (tmp_path / "cores.cwl").write_text(textwrap.dedent(CORES_TOOL))
+    command = [
+        sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress",
+        "--preserve-environment", "SLURM_CPUS_PER_TASK", "--batchSystem", "slurm",
+        "--workDir", str(tmp_path / "work"), "cores.cwl",
+    ]
+    for cores in (2, 64):
+        (tmp_path / f"{cores}.json").write_text(json.dumps({"cores": cores}))
+    done = subprocess.run([*command, "2.json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"given": 2}
+    refused = subprocess.run([*command, "64.json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1, refused.stderr
+    assert "Traceback" not in refused.stderr, refused.stderr
+    assert "refused by the batch system: Batch job submission failed" in refused.stderr, refused.stderr
+
+
 WDL_WORKFLOW = """
 version 1.1
 workflow wf {

@@ -51,6 +51,8 @@ def test_requirements_are_capped_and_default_to_none() -> None:
     got = requirements({"cpu": 16, "memory": "64 GB", "disks": "local-disk 5 SSD"}, settings)
     assert got == {"cores": 2.0, "memory": 8 * 1024**3, "disk": 5 * 1000**3}
     assert requirements({"cpu": "0.5"}, settings)["cores"] == 0.5
+    cluster = RunSettings()  # no limits: the cluster's scheduler judges the request as written
+    assert requirements({"cpu": 16, "memory": "64 GB"}, cluster) == {"cores": 16.0, "memory": 64 * 1000**3, "disk": None}
 
 
 def test_return_codes() -> None:
