@@ -195,6 +195,13 @@ class BatchSystem(abc.ABC):
         decides (a cluster). Front-ends scale a tool's wish (CWL coresMax, WDL cpu) to this."""
         return self.config.max_cores, self.config.max_memory, self.config.max_disk
 
+    @classmethod
+    def cancel_run(cls, run_id: str, config: BatchConfig) -> list[str]:
+        """Cancel the jobs of run ``run_id`` that a leader which is gone left queued or running
+        (for ``flow kill`` and ``flow clean``); returns their scheduler ids. Only a scheduler
+        whose jobs outlive the leader has any: the default does nothing."""
+        return []
+
     def begin_run(self, run_id: str, restart: bool) -> None:
         """Called once before the first ``issue`` of a run with its stable id (the same across
         restarts). A scheduler whose jobs outlive the leader tags its jobs with ``run_id`` and,

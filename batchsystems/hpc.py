@@ -448,6 +448,18 @@ class HPCBatchSystem(BatchSystem):
             except OSError:
                 pass
 
+    @classmethod
+    def cancel_run(cls, run_id: str, config: BatchConfig) -> list[str]:
+        system = cls(config)
+        try:
+            system.tag = f"flow:{run_id}"
+            leftovers = system._leftovers(set())
+            if leftovers:
+                system._cancel_and_await(leftovers)
+            return leftovers
+        finally:
+            system.shutdown()
+
     def begin_run(self, run_id: str, restart: bool) -> None:
         """Tag this run's jobs with ``run_id``; on restart, cancel what an earlier leader left."""
         self._check_open()

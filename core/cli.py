@@ -11,16 +11,19 @@ import os
 import pickle
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psutil
 
+from flow.batchsystems.abstract import BatchConfig, BatchSystemError
+from flow.batchsystems.registry import batch_system_class
 from flow.core.description import JobDescription, JobState
 from flow.core.logs import report
-from flow.core.records import KILL, LEADER, ROOT, STATUS
-from flow.core.resources import format_size
+from flow.core.records import BATCH_SYSTEM, CONFIG, KILL, LEADER, ROOT, STATUS
+from flow.core.resources import format_size, machine_cores, machine_disk, machine_memory
 from flow.jobstores.abstract import (
     CorruptJobStoreError,
     JobStore,
@@ -228,6 +231,26 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 # ---- flow clean / flow kill ----------------------------------------------------------------------
+def _cancel_leftovers(store: JobStore) -> str:
+    """Cancel what the run's gone leader left on its batch system (a cluster's queue); says
+    what it did, as a sentence to add to the command's report."""
+    name, raw_config = store.read_shared(BATCH_SYSTEM), store.read_shared(CONFIG)
+    if not name or not raw_config:
+        return ""
+    system = name.decode()
+    work_dir = tempfile.gettempdir()
+    config = BatchConfig(max_cores=machine_cores(), max_memory=machine_memory(),
+                         max_disk=machine_disk(work_dir), work_dir=work_dir)
+    try:
+        cancelled = batch_system_class(system).cancel_run(pickle.loads(raw_config).workflow_id, config)
+    except (KeyError, BatchSystemError) as exc:
+        return f" Could not cancel the jobs it may have left on {system}: {exc}."
+    if not cancelled:
+        return ""
+    shown = ", ".join(cancelled[:10]) + (", ..." if len(cancelled) > 10 else "")
+    return f" Cancelled the {len(cancelled)} job(s) it had left on {system}: {shown}."
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     try:
         store = open_job_store(args.jobStore)
@@ -241,8 +264,9 @@ def cmd_clean(args: argparse.Namespace) -> int:
               "refusing to delete its job store. Stop it with 'flow kill' first, or use --force.",
               file=sys.stderr)
         return 1
+    cancelled = _cancel_leftovers(store) if status == "running" else ""
     store.destroy()
-    print(f"Deleted the job store {store.locator}.")
+    print(f"Deleted the job store {store.locator}.{cancelled}")
     return 0
 
 
@@ -263,8 +287,10 @@ def cmd_kill(args: argparse.Namespace) -> int:
         print(f"The workflow in {store.locator} is not running (status: {status or 'not started'}); nothing to kill.")
         return 0
     if leader.alive is False:
+        cancelled = _cancel_leftovers(store)
         print(f"The workflow in {store.locator} is not running: its {leader.describe()} "
-              "(it crashed or was killed). Resume it with --restart or delete it with 'flow clean'.")
+              f"(it crashed or was killed).{cancelled} Resume it with --restart or delete it with "
+              "'flow clean'.")
         return 0
     store.write_shared(KILL, b"1")
     done = _terminate(leader.pid) if leader.alive and leader.pid is not None else ""

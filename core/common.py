@@ -179,6 +179,7 @@ class Flow:
         started = psutil.Process().create_time()
         store.write_shared(records.LEADER, f"{os.uname().nodename} {os.getpid()} {started}".encode())
         store.write_shared(records.STATUS, b"running")
+        store.write_shared(records.BATCH_SYSTEM, str(self.options.batchSystem).encode())
         try:
             if self._config is not None:  # tags the run's jobs; on restart, clears leftovers
                 batch.begin_run(self._config.workflow_id, restart)

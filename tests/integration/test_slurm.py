@@ -495,20 +495,28 @@ def test_stopping_a_run_cancels_its_jobs(tmp_path: Path, how: str) -> None:
     assert active_jobs_tagged(tag) == [], stderr
 
 
-@pytest.mark.slow
-def test_restart_after_kill_9_cancels_the_old_jobs(tmp_path: Path) -> None:
-    command, gate, log = gated_run(tmp_path)
-    first = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, cwd=tmp_path)
+def run_with_dead_leader(where: Path) -> tuple[str, str]:
+    """Start the gated run in ``where``, kill -9 its leader once two leaves run: (job store, tag)
+    with the run's four jobs still in squeue."""
+    where.mkdir(exist_ok=True)
+    command, _, log = gated_run(where)
+    leader = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=where)
     try:
         two_leaves_started(log)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.communicate(timeout=30)
-    tag = run_tag(tmp_path / "js")
-    left = active_jobs_tagged(tag)
-    assert len(left) == 4, "the killed leader's leaves should still be in squeue"
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.communicate(timeout=30)
+    tag = run_tag(where / "js")
+    assert len(active_jobs_tagged(tag)) == 4, "the killed leader's leaves should still be in squeue"
+    return str(where / "js"), tag
 
+
+@pytest.mark.slow
+def test_restart_after_kill_9_cancels_the_old_jobs(tmp_path: Path) -> None:
+    _, tag = run_with_dead_leader(tmp_path)
+    left = active_jobs_tagged(tag)
+    command, gate, _ = gated_run(tmp_path)
     second = subprocess.Popen([*command, "--restart"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
@@ -523,3 +531,17 @@ def test_restart_after_kill_9_cancels_the_old_jobs(tmp_path: Path) -> None:
     assert "RESULT 14" in stdout.splitlines()  # 0 + 1 + 4 + 9
     assert "cancelling 4 Slurm job(s) left behind by an earlier leader" in stderr
     assert active_jobs_tagged(tag) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["kill", "clean"])
+def test_flow_kill_or_clean_after_the_leader_died_cancels_its_jobs(tmp_path: Path, command: str) -> None:
+    """A leader killed with -9 cannot cancel its jobs: 'flow kill' then does, by the run's tag;
+    'flow clean' of such a run does too before it deletes the job store."""
+    job_store, tag = run_with_dead_leader(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "flow.core.cli", command, job_store],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Cancelled the 4 job(s) it had left on slurm" in done.stdout, done.stdout
+    assert active_jobs_tagged(tag) == []
+    assert os.path.exists(job_store) == (command == "kill")
