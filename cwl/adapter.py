@@ -465,9 +465,9 @@ def _object_from_sources(workflow: Any, params: Any, sources: dict[str, Any], fi
     try:
         obj = object_from_state(state, params, frag_only, multiple, field, incomplete=frag_only)
     except WorkflowException as exc:
-        raise RuntimeError(str(exc)) from None
+        raise CWLError(str(exc)) from None
     if obj is None:
-        raise RuntimeError(f"the sources of {[p['id'] for p in params]} are not all available")
+        raise CWLError(f"the sources of {[p['id'] for p in params]} are not all available")
     return plain(obj)
 
 
@@ -492,7 +492,7 @@ def post_scatter_eval(
     engine = settings.container or "docker"
     value_from = {i["id"]: i["valueFrom"] for i in step.tool["inputs"] if "valueFrom" in i}
     if value_from and not workflow.get_requirement("StepInputExpressionRequirement")[0]:
-        raise RuntimeError("the step uses valueFrom but StepInputExpressionRequirement is not declared")
+        raise CWLError("the step uses valueFrom but StepInputExpressionRequirement is not declared")
     for param in step.tool["inputs"]:
         if param.get("loadContents") and io.get(param["id"]) is not None:
             value = io[param["id"]]
@@ -506,7 +506,7 @@ def post_scatter_eval(
             return expression.do_eval(text, short, workflow.requirements, None, None, {}, context=context,
                                       debug=settings.debug, container_engine=engine)
         except WorkflowException as exc:
-            raise RuntimeError(f"{step.id}: {_short(exc)}") from None
+            raise CWLError(f"{step.id}: {_short(exc)}") from None
 
     evaluated = {k: (evaluate(value_from[k], v) if k in value_from else v) for k, v in io.items()}
     if "when" in step.tool:
@@ -515,7 +515,7 @@ def post_scatter_eval(
         if condition is False:
             return None
         if condition is not True:
-            raise RuntimeError(f"{step.id}: 'when' must evaluate to true or false, not {condition!r}")
+            raise CWLError(f"{step.id}: 'when' must evaluate to true or false, not {condition!r}")
     return plain(evaluated)
 
 

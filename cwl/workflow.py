@@ -1,12 +1,15 @@
 """CWL workflows as core jobs.
 
 A :class:`CWLWorkflow` job (internal, hidden) unrolls its steps when it runs: one
-:class:`CWLStep` per step, a child of the workflow when it reads only workflow inputs, else a
-follow-on of every step it reads from (so it runs once, after all of them). Values flow as
-promises. A step job evaluates its inputs with cwltool's semantics (linkMerge, pickValue,
-defaults, valueFrom, when), scatters them, and adds one tool job (or sub-workflow) per element;
-it returns its outputs as promises of those jobs' values, arranged as the scatter method says.
-A :class:`CWLWorkflowOutputs` follow-on assembles the workflow's outputs.
+:class:`CWLStep` per step (a :class:`CWLScatter` for a step that scatters), a child of the
+workflow when it reads only workflow inputs, else a follow-on of every step it reads from (so it
+runs once, after all of them). Values flow as promises. A step job evaluates its inputs with
+cwltool's semantics (linkMerge, pickValue, defaults, valueFrom, when) and adds the tool job (or
+sub-workflow) that runs it, returning that job's promised outputs. A scatter step adds one per
+element (dotproduct, nested or flat crossproduct, empty); its :class:`CWLGather` follow-on, which
+the steps reading its outputs follow, arranges their outputs into arrays. A :class:`CWLWorkflowOutputs`
+follow-on assembles the workflow's outputs. The core resolves promises when a job is loaded, so
+no job of Toil's ResolveIndirect kind is needed.
 """
 
 from __future__ import annotations
@@ -57,13 +60,19 @@ class CWLWorkflow(CWLInternalJob):
         jobs: dict[str, Job] = {}
         for step in _in_order(workflow.steps, available):
             sources = {s: available[s] for s in adapter.step_sources(step) if s in available}
-            job = CWLStep(self.ref, step.id, sources, self.settings)
+            job: Job
+            if adapter.scatter_spec(step) is None:
+                job = first = CWLStep(self.ref, step.id, sources, self.settings)
+            else:  # later steps follow the gather, which follows the scatter's jobs
+                first = CWLScatter(self.ref, step.id, sources, self.settings)
+                job = CWLGather(self.ref, step.id, output_names(step), first.rv(), self.settings)
+                first.addFollowOn(job)
             producers = {_producer(workflow, s) for s in sources} - {None}
             if producers:
                 for producer in sorted(p for p in producers if p is not None):
-                    jobs[producer].addFollowOn(job)
+                    jobs[producer].addFollowOn(first)
             else:
-                self.addChild(job)
+                self.addChild(first)
             jobs[step.id] = job
             for out in step.tool["outputs"]:
                 available[out["id"]] = job.rv(adapter.shortname(out["id"]))
@@ -90,7 +99,7 @@ def _in_order(steps: list[Any], available: dict[str, Any]) -> list[Any]:
         ready = [s for s in pending if all(outputs.get(src) in done or src not in outputs
                                            for src in adapter.step_sources(s))]
         if not ready:
-            raise RuntimeError("the workflow's steps depend on each other in a cycle")
+            raise adapter.CWLError("the workflow's steps depend on each other in a cycle")
         for step in ready:
             done.add(step.id)
             ordered.append(step)
@@ -108,9 +117,13 @@ class CWLWorkflowOutputs(CWLInternalJob):
 
 
 class CWLStep(CWLInternalJob):
+    """One workflow step without scatter: its inputs evaluated, then its tool or sub-workflow."""
+
+    kind = "CWLStep"
+
     def __init__(self, ref: adapter.ToolRef, step_id: str, sources: dict[str, Any],
                  settings: adapter.RunSettings) -> None:
-        super().__init__(ref, settings, f"CWLStep {adapter.shortname(step_id)}")
+        super().__init__(ref, settings, f"{self.kind} {adapter.shortname(step_id)}")
         self.step_id = step_id
         self.sources = sources
 
@@ -118,24 +131,55 @@ class CWLStep(CWLInternalJob):
         workflow = self.process()
         step = next(s for s in workflow.steps if s.id == self.step_id)
         obj = adapter.step_input_object(workflow, step, self.sources)
-        names = [adapter.shortname(o["id"]) for o in step.tool["outputs"]]
+        job = self.invoke(workflow, step, obj, fileStore)
+        return job.rv() if job is not None else dict.fromkeys(output_names(step))
+
+    def invoke(self, workflow: Any, step: Any, io: dict[str, Any], fileStore: FileStore) -> Job | None:
+        """The child job running the step on ``io`` (None when its 'when' is false)."""
+        evaluated = adapter.post_scatter_eval(workflow, step, io, _reader(fileStore), self.settings)
+        if evaluated is None:
+            return None
+        ref = adapter.ToolRef(self.ref.uri, (*self.ref.steps, step.id))
+        child = make_job(ref, adapter.tool_inputs(step, evaluated), self.settings, step.embedded_tool)
+        self.addChild(child)
+        return child
+
+
+class CWLScatter(CWLStep):
+    """A scattered step: one child per element; returns their promised output objects, nested
+    as the scatter method says, for the :class:`CWLGather` that follows it."""
+
+    kind = "CWLScatter"
+
+    def run(self, fileStore: FileStore) -> Any:
+        workflow = self.process()
+        step = next(s for s in workflow.steps if s.id == self.step_id)
+        obj = adapter.step_input_object(workflow, step, self.sources)
         spec = adapter.scatter_spec(step)
-
-        def invoke(io: dict[str, Any]) -> Job | None:
-            evaluated = adapter.post_scatter_eval(workflow, step, io, _reader(fileStore), self.settings)
-            if evaluated is None:
-                return None  # 'when' was false: the step is skipped
-            ref = adapter.ToolRef(self.ref.uri, (*self.ref.steps, step.id))
-            child = make_job(ref, adapter.tool_inputs(step, evaluated), self.settings, step.embedded_tool)
-            self.addChild(child)
-            return child
-
-        if spec is None:
-            job = invoke(obj)
-            return job.rv() if job is not None else dict.fromkeys(names)
+        assert spec is not None, "a CWLScatter is made for scattering steps only"
         keys, method = spec
-        jobs = _map_leaves(scatter(obj, keys, method), invoke)
-        return {name: _map_leaves(jobs, lambda j, n=name: None if j is None else j.rv(n)) for name in names}
+        jobs = _map_leaves(scatter(obj, keys, method),
+                           lambda io: self.invoke(workflow, step, io, fileStore))
+        return _map_leaves(jobs, lambda job: None if job is None else job.rv())
+
+
+class CWLGather(CWLInternalJob):
+    """After a scatter's jobs: their output objects (nested as the scatter method made them)
+    become one array per output parameter; a skipped element gives nulls."""
+
+    def __init__(self, ref: adapter.ToolRef, step_id: str, names: list[str], results: Any,
+                 settings: adapter.RunSettings) -> None:
+        super().__init__(ref, settings, f"CWLGather {adapter.shortname(step_id)}")
+        self.names = names
+        self.results = results
+
+    def run(self, fileStore: FileStore) -> Any:
+        return {name: _map_leaves(self.results, lambda out, n=name: None if out is None else out.get(n))
+                for name in self.names}
+
+
+def output_names(step: Any) -> list[str]:
+    return [adapter.shortname(o["id"]) for o in step.tool["outputs"]]
 
 
 def scatter(obj: dict[str, Any], keys: list[str], method: str) -> Any:
@@ -143,7 +187,7 @@ def scatter(obj: dict[str, Any], keys: list[str], method: str) -> Any:
     if method == "dotproduct":
         lengths = {len(obj[k] or []) for k in keys}
         if len(lengths) > 1:
-            raise RuntimeError("dotproduct scatter needs input arrays of equal length")
+            raise adapter.CWLError("dotproduct scatter needs input arrays of equal length")
         n = lengths.pop() if lengths else 0
         return [{**obj, **{k: obj[k][i] for k in keys}} for i in range(n)]
     nested = _nested(obj, keys)

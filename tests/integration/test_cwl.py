@@ -295,3 +295,21 @@ def test_container_symlink_outside_its_directories_is_not_retrieved(docs: Path, 
     inside = subprocess.run([*command, "in.json"], cwd=docs, capture_output=True, text=True, timeout=300)
     assert inside.returncode == 0, inside.stderr
     assert Path(json.loads(inside.stdout)["linked"]["path"]).read_text() == "inside\n"
+
+
+def test_internal_jobs_are_hidden_and_tool_runs_shown(docs: Path) -> None:
+    """The scatter becomes hidden CWLScatter and CWLGather jobs; 'flow stats' shows the tool
+    runs (CWLJob) and only lists the internal kinds with --all."""
+    (docs / "job.json").write_text(json.dumps({"messages": ["one", "two", "three"]}))
+    assert outputs(flow_cwl("--jobStore", "js", "--stats", "wf.cwl", "job.json", cwd=docs))["counts"] == [1, 1, 1]
+
+    def stats(*flags: str) -> dict[str, dict[str, Any]]:
+        done = subprocess.run([sys.executable, "-m", "flow.core.cli", "stats", "--json", *flags, "js"],
+                              cwd=docs, capture_output=True, text=True, timeout=60, check=True)
+        return {row["kind"]: row for row in json.loads(done.stdout)["kinds"]}
+
+    every = stats("--all")
+    assert every["CWLJob"]["count"] == 7 and not every["CWLJob"]["hidden"]  # 3 echo, 3 wc, 1 maybe
+    for kind, count in (("CWLWorkflow", 1), ("CWLScatter", 2), ("CWLGather", 2), ("CWLStep", 1)):
+        assert every[kind]["count"] == count and every[kind]["hidden"], (kind, every.get(kind))
+    assert set(stats()) == {"CWLJob"}
