@@ -292,6 +292,7 @@ class _Tracked:
     marker: Path | None
     started: float | None = None  # time.monotonic() at which it started running
     misses: int = 0  # polls in a row in which no source knew the job
+    told: str = ""  # the stuck note the user was last told about
 
 
 class HPCBatchSystem(BatchSystem):
@@ -306,6 +307,9 @@ class HPCBatchSystem(BatchSystem):
     chunk_size: int = 500  # job ids per status/history/cancel call
     max_detail_calls: int = 20  # per poll
     lost_after: int = 3  # polls in a row in which nothing knows a job
+    #: The scheduler's words for a queued job that will not start as things stand (a held job,
+    #: a request no node or partition can meet); the user is told once per job and word.
+    stuck_notes: frozenset[str] = frozenset()
     outage_limit: float = 600.0  # seconds of failing status calls before wait() gives up
     kill_timeout: float = 60.0  # seconds kill/shutdown wait for cancelled jobs to be gone
     submit_attempts: int = 3
@@ -575,12 +579,22 @@ class HPCBatchSystem(BatchSystem):
                 changed = True
             elif status is not None and status.phase is Phase.ENDED:
                 ended[scheduler_id] = status
+            elif status is not None and status.phase is Phase.QUEUED:
+                self._tell_if_stuck(tracked, status.note)
         self._complete_details(ended)
         missing = [s for s in by_id if s not in statuses]
         ended.update(self._history(missing))
         exits = [self._report(by_id[s], status) for s, status in ended.items()]
         exits += self._lost([by_id[s] for s in missing if s not in ended])
         return exits, changed or bool(exits)
+
+    def _tell_if_stuck(self, tracked: _Tracked, note: str) -> None:
+        word = note.split(",")[0].split("(")[0].strip()
+        if word in self.stuck_notes and note != tracked.told:
+            tracked.told = note
+            logger.warning("%s job %s (%s) is waiting and may never start: %s. Check its request "
+                           "and the partition, or cancel the run.", self.scheduler,
+                           tracked.scheduler_id, tracked.job.name, note)
 
     def _statuses(self, scheduler_ids: list[str]) -> dict[str, JobStatus]:
         statuses: dict[str, JobStatus] = {}

@@ -72,6 +72,13 @@ REASONS = {
     "REVOKED": ExitReason.FAILED,
     "SPECIAL_EXIT": ExitReason.FAILED,
 }
+#: squeue's pending reasons (%r) under which a job does not start until someone acts.
+STUCK_REASONS = frozenset({
+    "JobHeldAdmin", "JobHeldUser", "ReqNodeNotAvail", "NodeDown", "PartitionDown",
+    "PartitionInactive", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints",
+    "InvalidAccount", "InvalidQOS", "AssocMaxJobsLimit", "QOSMaxCpuPerJobLimit",
+    "QOSMaxMemoryPerJob", "DependencyNeverSatisfied",
+})
 #: Words of errors that pass (the controller is busy, restarting or briefly unreachable).
 TRANSIENT = (
     "socket timed out",
@@ -262,6 +269,7 @@ class SlurmBatchSystem(HPCBatchSystem):
 
     name = "slurm"
     scheduler = "Slurm"
+    stuck_notes = STUCK_REASONS
 
     def __init__(self, config: BatchConfig) -> None:
         missing = [command for command in COMMANDS if shutil.which(command) is None]

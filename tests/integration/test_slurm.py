@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,25 @@ def test_kill_and_shutdown_leave_nothing_in_squeue(slurm: SlurmBatchSystem) -> N
     slurm.shutdown()
     assert hpc.command_calls()["scancel"] == 1  # everything in one call
     assert active_jobs_tagged(slurm.tag) == []
+
+
+def test_a_job_that_cannot_start_is_reported_once(slurm: SlurmBatchSystem,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """A held job (sbatch --hold, from --slurmArgs) waits with reason JobHeldUser: the user is
+    told once, in Slurm's words, however many polls see it."""
+    held = SlurmBatchSystem(replace(slurm.config, extra={**slurm.config.extra, "slurmArgs": "--hold"}))
+    try:
+        batch_id = held.issue(payload("sleep", "300"))
+        with caplog.at_level("WARNING", logger="flow"):
+            for _ in range(4):
+                assert held.wait(1.0) == []
+        told = [r.getMessage() for r in caplog.records if "may never start" in r.getMessage()]
+        assert len(told) == 1, told
+        assert "JobHeldUser" in told[0] and "sleep" in told[0]
+        held.kill([batch_id])
+        assert active_jobs_tagged(held.tag) == []
+    finally:
+        held.shutdown()
 
 
 def test_polling_is_chunked_and_backs_off(slurm: SlurmBatchSystem) -> None:
