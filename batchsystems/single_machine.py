@@ -195,8 +195,7 @@ class SingleMachineBatchSystem(BatchSystem):
     # -- the contract ------------------------------------------------------------------------
 
     def check_fits(self, job: BatchJob) -> None:
-        config = self.config
-        problem = request_problem(job, config.max_cores, config.max_memory, config.max_disk, "available")
+        problem = request_problem(job, *self.job_limits(), "available")
         if problem is None and job.accelerators > 0:
             problem = (
                 f"asks for {job.accelerators} accelerator(s) but the single-machine batch system"

@@ -128,11 +128,15 @@ class CWLStep(CWLInternalJob):
         self.sources = sources
 
     def run(self, fileStore: FileStore) -> Any:
-        workflow = self.process()
-        step = next(s for s in workflow.steps if s.id == self.step_id)
-        obj = adapter.step_input_object(workflow, step, self.sources)
+        workflow, step, obj = self.step_inputs()
         job = self.invoke(workflow, step, obj, fileStore)
         return job.rv() if job is not None else dict.fromkeys(output_names(step))
+
+    def step_inputs(self) -> tuple[Any, Any, dict[str, Any]]:
+        """(workflow, step, the step's input object before scatter, valueFrom and when)."""
+        workflow = self.process()
+        step = next(s for s in workflow.steps if s.id == self.step_id)
+        return workflow, step, adapter.step_input_object(workflow, step, self.sources)
 
     def invoke(self, workflow: Any, step: Any, io: dict[str, Any], fileStore: FileStore) -> Job | None:
         """The child job running the step on ``io`` (None when its 'when' is false)."""
@@ -152,9 +156,7 @@ class CWLScatter(CWLStep):
     kind = "CWLScatter"
 
     def run(self, fileStore: FileStore) -> Any:
-        workflow = self.process()
-        step = next(s for s in workflow.steps if s.id == self.step_id)
-        obj = adapter.step_input_object(workflow, step, self.sources)
+        workflow, step, obj = self.step_inputs()
         spec = adapter.scatter_spec(step)
         assert spec is not None, "a CWLScatter is made for scattering steps only"
         keys, method = spec
