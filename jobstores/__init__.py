@@ -2,9 +2,13 @@
 
 from flow.jobstores.abstract import (
     CorruptJobStoreError,
+    DamagedRecordError,
     JobStore,
+    JobStoreDeletingError,
     JobStoreError,
     JobStoreExistsError,
+    JobStoreLockedError,
+    JobStoreWriteError,
     NoSuchFileError,
     NoSuchJobError,
     NoSuchJobStoreError,
@@ -13,9 +17,13 @@ from flow.jobstores.registry import create_job_store, open_job_store, register_j
 
 __all__ = [
     "CorruptJobStoreError",
+    "DamagedRecordError",
     "JobStore",
+    "JobStoreDeletingError",
     "JobStoreError",
     "JobStoreExistsError",
+    "JobStoreLockedError",
+    "JobStoreWriteError",
     "NoSuchFileError",
     "NoSuchJobError",
     "NoSuchJobStoreError",

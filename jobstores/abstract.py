@@ -12,7 +12,7 @@ on several hosts sharing a file system) may call these methods at the same time.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import IO
 
@@ -35,6 +35,37 @@ class JobStoreExistsError(JobStoreError):
 
 class CorruptJobStoreError(JobStoreError):
     """Something is there but is not a readable flow job store (foreign or damaged)."""
+
+
+class JobStoreDeletingError(CorruptJobStoreError):
+    """The store was being deleted when that was interrupted: only finishing the deletion is left."""
+
+
+class DamagedRecordError(CorruptJobStoreError):
+    """One stored item (a job record, a shared record, ...) is missing, truncated or garbage."""
+
+    def __init__(self, locator: str, item: str, problem: str) -> None:
+        super().__init__(locator, f"{item} {problem}")
+        self.item = item
+        self.problem = problem
+
+
+class JobStoreWriteError(JobStoreError, OSError):
+    """Writing to the store failed (no space left, read-only, I/O error): ``item`` names what."""
+
+    def __init__(self, locator: str, item: str, error: OSError) -> None:
+        JobStoreError.__init__(self, locator, f"cannot write {item}: {error.strerror or error}.")
+        self.item = item
+        # Not OSError's errno/strerror: with those set, str() would drop the message above.
+        self.error = error
+
+
+class JobStoreLockedError(JobStoreError):
+    """Another leader holds the store's lock; ``holder`` is what it wrote there."""
+
+    def __init__(self, locator: str, holder: str, message: str) -> None:
+        super().__init__(locator, message)
+        self.holder = holder
 
 
 class NoSuchJobError(JobStoreError):
@@ -81,6 +112,24 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def destroy(self) -> None:
         """Delete the store and everything in it. Idempotent."""
+
+    # ---- the leader lock ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def acquire_lock(self, owner: str, may_take: Callable[[str], bool]) -> None:
+        """Take the store's single leader lock for ``owner`` (an opaque text).
+
+        When another owner holds it, ``may_take(holder)`` decides whether that holder is gone and
+        its lock may be taken over; if not, raise JobStoreLockedError. Atomic across processes
+        and hosts sharing the store: of two concurrent callers, exactly one gets the lock.
+        """
+
+    @abc.abstractmethod
+    def release_lock(self, owner: str) -> None:
+        """Give the lock up if ``owner`` holds it; otherwise do nothing."""
+
+    @abc.abstractmethod
+    def lock_holder(self) -> str | None:
+        """The current holder's text, or None when nobody holds the lock."""
 
     # ---- named shared records (config, root job id, kill flag ...) --------------------------
     @abc.abstractmethod
@@ -188,6 +237,11 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def delete_file(self, file_id: str) -> None:
         """Remove a file; no error if absent."""
+
+    @abc.abstractmethod
+    def missing_files_in(self, text: str) -> Iterator[str]:
+        """The ids of this store's files named in ``text`` (as they are, or inside a front-end's
+        URIs, quoted or not) whose file is gone: for checks that what a job will read exists."""
 
     @abc.abstractmethod
     def local_path(self, file_id: str) -> str | None:

@@ -1,8 +1,10 @@
 """The file job store: one directory on a local or shared POSIX file system.
 
-Layout under the store root (mode 0700)::
+Layout under the store root (mode 0700; every directory 0700, every record 0600)::
 
     flow-jobstore.json                   marker, written last by ``create``
+    flow-jobstore.deleting               the marker, renamed there first by ``destroy``
+    leader.lock, leader.lock.mutex       the leader lock (see ``acquire_lock``)
     jobs/<id[:2]>/<id>.job|.body|.result|.log
     files/<tok[:2]>/<tok>/<basename>     file id "<tok[:2]>/<tok>/<basename>"
     shared/<name>
@@ -18,10 +20,12 @@ path costs no extra ``stat``/``mkdir``, and a store destroyed under a worker is 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import re
 import shutil
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import IO
@@ -29,7 +33,11 @@ from typing import IO
 from flow.jobstores.abstract import (
     CorruptJobStoreError,
     JobStore,
+    JobStoreDeletingError,
+    JobStoreError,
     JobStoreExistsError,
+    JobStoreLockedError,
+    JobStoreWriteError,
     NoSuchFileError,
     NoSuchJobError,
     NoSuchJobStoreError,
@@ -37,6 +45,8 @@ from flow.jobstores.abstract import (
 from flow.jobstores.registry import split_locator
 
 MARKER = "flow-jobstore.json"
+DELETING = "flow-jobstore.deleting"
+LOCK = "leader.lock"
 FORMAT = "flow-file-jobstore"
 VERSION = 1
 TMP_PREFIX = ".tmp-"
@@ -45,9 +55,16 @@ _JOB_SUFFIXES = (".job", ".body", ".result", ".log")
 _CHUNK = 1 << 20
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _TOKEN = re.compile(r"[a-z2-7]{16}")
+#: A file id inside a longer text: its shard and token identify the file; the base name runs
+#: to the end of the text or the next '/' (a URI may go on with more path).
+_FILE_ID_IN = re.compile(r"(?<![a-z2-7])([a-z2-7]{2})/(\1[a-z2-7]{14})/([^/\x00]*)")
 _FOREIGN = (
     "{root} is not empty but has no " + MARKER + " marker, so it is not a flow job store "
     "(or its creation was interrupted); refusing to touch it."
+)
+_DELETING = (
+    "{root} was being deleted when that was interrupted (it has " + DELETING + " instead of "
+    + MARKER + "); finish the deletion with 'flow clean'."
 )
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}")
 
@@ -64,7 +81,7 @@ def _tmp_path(directory: str) -> str:
 
 def _mkdir(path: str) -> None:
     with suppress(FileExistsError):
-        os.mkdir(path)
+        os.mkdir(path, 0o700)
 
 
 def _unlink_quiet(path: str) -> None:
@@ -102,6 +119,11 @@ def _marker_problem(raw: bytes) -> str | None:
     return None
 
 
+def _open_new(path: str) -> IO[bytes]:
+    """A new file, readable by its owner only (records may hold what a user would not share)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -137,9 +159,11 @@ class FileJobStore(JobStore):
     # ---- lifecycle -----------------------------------------------------------------------------
     @staticmethod
     def _inspect(root: str) -> str:
-        """What is at ``root``: "store", "missing", "not-dir", "empty" or "foreign"."""
+        """What is at ``root``: "store", "deleting", "missing", "not-dir", "empty" or "foreign"."""
         if os.path.lexists(f"{root}/{MARKER}"):
             return "store"
+        if os.path.lexists(f"{root}/{DELETING}"):
+            return "deleting"
         if not os.path.lexists(root):
             return "missing"
         if not os.path.isdir(root):
@@ -151,6 +175,20 @@ class FileJobStore(JobStore):
     def create(cls, locator: str) -> FileJobStore:
         root = cls._root(locator)
         try:
+            cls._make_root(locator, root)
+            for sub in _SUBDIRS:
+                _mkdir(f"{root}/{sub}")
+        except OSError as exc:  # read-only file system, no permission, a parent is a file, ...
+            raise JobStoreError(
+                locator, f"cannot create a job store at {root}: {exc.strerror or exc}."
+            ) from None
+        store = cls(locator)
+        store._write_marker()
+        return store
+
+    @classmethod
+    def _make_root(cls, locator: str, root: str) -> None:
+        try:
             os.makedirs(root, mode=0o700)
         except FileExistsError:
             state = cls._inspect(root)
@@ -158,21 +196,18 @@ class FileJobStore(JobStore):
                 raise JobStoreExistsError(
                     locator, f"a job store already exists at {root}."
                 ) from None
+            if state == "deleting":
+                raise JobStoreDeletingError(locator, _DELETING.format(root=root)) from None
             if state != "empty":
                 raise CorruptJobStoreError(locator, _FOREIGN.format(root=root)) from None
         os.chmod(root, 0o700)
-        for sub in _SUBDIRS:
-            _mkdir(f"{root}/{sub}")
-        store = cls(locator)
-        store._write_marker()
-        return store
 
     def _write_marker(self) -> None:
         """Write the marker last and exclusively (a hard link fails if it exists)."""
         marker = f"{self.root}/{MARKER}"
         tmp = _tmp_path(self.root)
         try:
-            with open(tmp, "xb") as f:
+            with _open_new(tmp) as f:
                 f.write(json.dumps({"format": FORMAT, "version": VERSION}).encode())
             try:
                 os.link(tmp, marker)
@@ -197,6 +232,8 @@ class FileJobStore(JobStore):
                 raw = f.read()
         except (FileNotFoundError, NotADirectoryError):
             state = cls._inspect(root)
+            if state == "deleting":
+                raise JobStoreDeletingError(locator, _DELETING.format(root=root)) from None
             if state == "missing":
                 raise NoSuchJobStoreError(locator, f"there is no job store at {root}.") from None
             if state == "empty":
@@ -216,41 +253,100 @@ class FileJobStore(JobStore):
         return os.path.isfile(f"{cls._root(locator)}/{MARKER}")
 
     def destroy(self) -> None:
-        """Delete everything, the marker last, so that an interrupted destroy can be repeated."""
+        """Delete everything. The marker is first renamed to ``DELETING``, so that a destroy
+        interrupted half-way is never taken for a store that was never started (``open`` says
+        what happened, and a repeated destroy finishes the job); that marker goes last."""
         state = self._inspect(self.root)
         if state in ("not-dir", "foreign"):
             raise CorruptJobStoreError(
                 self.locator, f"refusing to delete {self.root}: it has no {MARKER} marker."
             )
         if state == "store":
+            os.replace(f"{self.root}/{MARKER}", f"{self.root}/{DELETING}")
+            state = "deleting"
+        if state == "deleting":
             with os.scandir(self.root) as entries:
                 for entry in list(entries):
                     if entry.is_dir(follow_symlinks=False):
                         shutil.rmtree(entry.path, ignore_errors=True)
-                    elif entry.name != MARKER:
+                    elif entry.name != DELETING:
                         _unlink_quiet(entry.path)
-            _unlink_quiet(f"{self.root}/{MARKER}")
+            _unlink_quiet(f"{self.root}/{DELETING}")
         with suppress(FileNotFoundError):
             shutil.rmtree(self.root)
 
+    # ---- the leader lock -----------------------------------------------------------------------
+    @contextmanager
+    def _lock_mutex(self) -> Iterator[None]:
+        """Serialise lock changes: an flock on a file beside the lock (NFS clients map it to
+        POSIX locks). Held for a few system calls only."""
+        fd = os.open(f"{self.root}/{LOCK}.mutex", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def acquire_lock(self, owner: str, may_take: Callable[[str], bool]) -> None:
+        path = f"{self.root}/{LOCK}"
+        try:
+            with self._lock_mutex():
+                holder = _read(path)
+                if holder is not None and holder.decode(errors="replace") != owner:
+                    text = holder.decode(errors="replace")
+                    if not may_take(text):
+                        raise JobStoreLockedError(
+                            self.locator, text, f"another leader holds its lock ({text})."
+                        )
+                self._write_atomic(path, owner.encode())
+        except OSError as exc:
+            if isinstance(exc, JobStoreError):
+                raise
+            raise JobStoreWriteError(self.locator, f"the lock {path}", exc) from None
+
+    def release_lock(self, owner: str) -> None:
+        path = f"{self.root}/{LOCK}"
+        with suppress(FileNotFoundError), self._lock_mutex():
+            holder = _read(path)
+            if holder is not None and holder.decode(errors="replace") == owner:
+                _unlink_quiet(path)
+
+    def lock_holder(self) -> str | None:
+        raw = _read(f"{self.root}/{LOCK}")
+        return None if raw is None else raw.decode(errors="replace")
+
     # ---- atomic writes -------------------------------------------------------------------------
     def _write_atomic(self, path: str, data: bytes = b"", copy_from: str | None = None) -> None:
-        """Write ``data`` (or a copy of the local file ``copy_from``) to ``path`` atomically."""
+        """Write ``data`` (or a copy of the local file ``copy_from``) to ``path`` atomically.
+
+        A failure of the store's own file system (no space, read-only, I/O error) is a
+        JobStoreWriteError naming the item; one reading ``copy_from`` stays the OSError it is."""
+        src = None if copy_from is None else open(copy_from, "rb")
+        try:
+            self._write_tmp_and_replace(path, data, src)
+        except JobStoreError:
+            raise
+        except OSError as exc:
+            raise JobStoreWriteError(self.locator, os.path.relpath(path, self.root), exc) from exc
+        finally:
+            if src is not None:
+                src.close()
+
+    def _write_tmp_and_replace(self, path: str, data: bytes, src: IO[bytes] | None) -> None:
         directory = os.path.dirname(path)
         tmp = _tmp_path(directory)
         try:
-            f = open(tmp, "xb")
+            f = _open_new(tmp)
         except FileNotFoundError:  # shard directory not made yet
             _mkdir(directory)
-            f = open(tmp, "xb")
+            f = _open_new(tmp)
         done = False
         try:
             with f:
-                if copy_from is None:
+                if src is None:
                     f.write(data)
                 else:
-                    with open(copy_from, "rb") as src:
-                        shutil.copyfileobj(src, f, _CHUNK)
+                    shutil.copyfileobj(src, f, _CHUNK)
                 if self.fsync:
                     f.flush()
                     os.fsync(f.fileno())
@@ -495,6 +591,22 @@ class FileJobStore(JobStore):
         _unlink_quiet(path)
         with suppress(OSError):  # gone already, or holds a concurrent writer's temp file
             os.rmdir(os.path.dirname(path))
+
+    def missing_files_in(self, text: str) -> Iterator[str]:
+        texts = [text, urllib.parse.unquote(text)] if "%" in text else [text]
+        seen: set[str] = set()
+        for match in (m for t in texts for m in _FILE_ID_IN.finditer(t)):
+            tok = match.group(2)
+            if tok in seen:
+                continue
+            seen.add(tok)
+            try:
+                with os.scandir(f"{self._files}/{tok[:2]}/{tok}") as entries:
+                    if any(not e.name.startswith(TMP_PREFIX) for e in entries):
+                        continue
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            yield match.group(0)
 
     def local_path(self, file_id: str) -> str:
         path = self._valid_file_path(file_id)

@@ -26,13 +26,16 @@ import pytest
 from flow.jobstores import (
     CorruptJobStoreError,
     JobStore,
+    JobStoreError,
     JobStoreExistsError,
+    JobStoreLockedError,
     NoSuchFileError,
     NoSuchJobError,
     NoSuchJobStoreError,
     create_job_store,
     open_job_store,
 )
+from flow.jobstores.abstract import JobStoreWriteError
 from flow.jobstores.file import MARKER, TMP_PREFIX, FileJobStore
 from flow.jobstores.registry import job_store_class, split_locator
 
@@ -409,6 +412,68 @@ def test_stats_round_trip(store: JobStore) -> None:
     assert Counter(store.read_stats()) == Counter(records)
 
 
+# ---- the leader lock -----------------------------------------------------------------------------
+def _never(holder: str) -> bool:
+    return False
+
+
+def test_lock_is_exclusive_until_released(store: JobStore) -> None:
+    assert store.lock_holder() is None
+    store.acquire_lock("leader-a", _never)
+    assert store.lock_holder() == "leader-a"
+    store.acquire_lock("leader-a", _never)  # taking it again is a no-op for its holder
+    seen: list[str] = []
+    with pytest.raises(JobStoreLockedError) as caught:
+        store.acquire_lock("leader-b", lambda holder: seen.append(holder) or False)
+    assert seen == ["leader-a"] and caught.value.holder == "leader-a"
+    assert store.locator in str(caught.value)
+    store.release_lock("leader-b")  # not the holder: nothing happens
+    assert store.lock_holder() == "leader-a"
+    store.release_lock("leader-a")
+    assert store.lock_holder() is None
+    store.acquire_lock("leader-b", _never)
+    assert store.lock_holder() == "leader-b"
+
+
+def test_lock_is_taken_over_when_the_caller_says_its_holder_is_gone(store: JobStore, locator: str) -> None:
+    store.acquire_lock("dead-leader", _never)
+    other = open_job_store(locator)
+    other.acquire_lock("new-leader", lambda holder: holder == "dead-leader")
+    assert store.lock_holder() == "new-leader"
+    store.release_lock("dead-leader")  # the old holder's late release must not free the new one's
+    assert other.lock_holder() == "new-leader"
+
+
+def _try_lock(locator: str, owner: str, barrier_path: str) -> bool:
+    js = open_job_store(locator)
+    while not os.path.exists(barrier_path):  # start together
+        pass
+    try:
+        js.acquire_lock(owner, _never)
+    except JobStoreLockedError:
+        return False
+    return True
+
+
+def test_lock_concurrent_processes_exactly_one_wins(store: JobStore, locator: str, tmp_path: Path) -> None:
+    barrier = tmp_path / "go"
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=6, mp_context=ctx) as pool:
+        futures = [pool.submit(_try_lock, locator, f"leader-{i}", str(barrier)) for i in range(6)]
+        barrier.touch()
+        wins = [i for i, fut in enumerate(futures) if fut.result()]
+    assert len(wins) == 1
+    assert store.lock_holder() == f"leader-{wins[0]}"
+
+
+def test_destroy_removes_the_lock(store: JobStore, locator: str) -> None:
+    store.acquire_lock("leader-a", _never)
+    store.destroy()
+    assert not job_store_class(locator).exists(locator)
+    fresh = create_job_store(locator)
+    assert fresh.lock_holder() is None
+
+
 def _append_stats_worker(locator: str, worker: int, count: int) -> None:
     js = open_job_store(locator)
     for i in range(count):
@@ -527,6 +592,39 @@ class TestFileJobStoreOnly:
             "format": "flow-file-jobstore",
             "version": 1,
         }
+
+    def test_records_0600_and_directories_0700(self, tmp_path: Path) -> None:
+        js = FileJobStore.create(str(tmp_path / "js"))
+        job_id = js.new_job_id()
+        js.write_job(job_id, b"secret")
+        js.write_shared("config", b"x")
+        js.append_stats(b"s")
+        js.acquire_lock("me", lambda holder: False)
+        root = tmp_path / "js"
+        records = [p for p in root.rglob("*") if p.is_file()]
+        assert len(records) >= 5
+        assert {oct(self._mode(p)) for p in records} == {oct(0o600)}
+        assert {oct(self._mode(p)) for p in root.rglob("*") if p.is_dir()} == {oct(0o700)}
+
+    def test_write_failures_name_the_item(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        js = FileJobStore.create(str(tmp_path / "js"))
+
+        def full(src: str, dst: str) -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr("flow.jobstores.file.os.replace", full)
+        with pytest.raises(JobStoreWriteError, match=r"cannot write shared/status: No space left"):
+            js.write_shared("status", b"running")
+        with pytest.raises(OSError):  # still an OSError for code that catches those
+            js.write_job("abc", b"x")
+
+    def test_unknown_scheme_is_not_a_directory(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        for locator in ("aws:us-west-2:bucket", "google:proj:store"):
+            with pytest.raises(JobStoreError, match="no '(aws|google)' job store"):
+                create_job_store(locator)
+        assert list(tmp_path.iterdir()) == []
+        assert isinstance(create_job_store("./aws:x"), FileJobStore)  # spelled as a path: a path
 
     def test_create_in_existing_empty_dir(self, tmp_path: Path) -> None:
         root = tmp_path / "empty"
