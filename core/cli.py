@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import pickle
+import pickletools
 import signal
 import sys
 import tempfile
@@ -16,41 +17,28 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import psutil
-
 from flow.batchsystems.abstract import BatchConfig, BatchSystemError
 from flow.batchsystems.registry import batch_system_class
+from flow.core import leaderlock, records
 from flow.core.description import JobDescription, JobState
+from flow.core.leaderlock import Leader, read_leader
 from flow.core.logs import report
-from flow.core.records import BATCH_SYSTEM, CONFIG, KILL, LEADER, ROOT, STATUS
+from flow.core.records import BATCH_SYSTEM, KILL, ROOT, STATUS, UNREADABLE
 from flow.core.resources import format_size, machine_cores, machine_disk, machine_memory
 from flow.jobstores.abstract import (
     CorruptJobStoreError,
+    DamagedRecordError,
     JobStore,
+    JobStoreDeletingError,
     JobStoreError,
+    JobStoreLockedError,
     NoSuchJobError,
     NoSuchJobStoreError,
 )
-from flow.jobstores.registry import open_job_store
+from flow.jobstores.registry import job_store_class, open_job_store
 
 LOG_LINES = 20
 STATES = ("done", "failed", "pending")
-#: Whatever unpickling a damaged record may raise.
-_UNREADABLE = (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, ImportError, IndexError)
-
-
-@dataclass
-class Leader:
-    host: str | None
-    pid: int | None
-    alive: bool | None  # None: on another host, flow cannot check
-
-    def describe(self) -> str:
-        if self.pid is None:
-            return "no leader recorded"
-        if self.alive is None:
-            return f"leader pid {self.pid} on host {self.host}: cannot be checked from here"
-        return f"leader pid {self.pid} on this host: {'alive' if self.alive else 'not running'}"
 
 
 @dataclass
@@ -70,69 +58,78 @@ class Status:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
     internal: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
     failed: list[FailedJob] = field(default_factory=list)
+    #: What is damaged or missing in the store, one sentence each.
+    problems: list[str] = field(default_factory=list)
 
 
 # ---- reading the store ---------------------------------------------------------------------------
-def _shared_text(store: JobStore, name: str) -> str | None:
-    raw = store.read_shared(name)
-    if raw is None:
-        return None
-    try:
-        return raw.decode().strip()
-    except UnicodeDecodeError:
-        raise CorruptJobStoreError(store.locator, f"the shared record {name!r} is not text.") from None
+_shared_text = records.load_text
 
 
-def _process_alive(pid: int, started: float | None = None) -> bool:
-    """Is ``pid`` running (not a zombie) and, when ``started`` is known, the same process
-    that was recorded (a pid reused after the leader died is not the leader)?"""
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(process.create_time() - started) < 1.0
-    except psutil.Error:
-        return False
-
-
-def read_leader(store: JobStore) -> Leader:
-    """Who leads the run; ``alive`` only when the leader runs on this host (None otherwise)."""
-    host, pid_text, started_text, *_ = [*(_shared_text(store, LEADER) or "").split(), "", "", ""]
-    if not pid_text.isdigit():
-        return Leader(host or None, None, None)
-    pid = int(pid_text)
-    if host != os.uname().nodename:
-        return Leader(host, pid, None)
-    try:
-        started: float | None = float(started_text)
-    except ValueError:
-        started = None
-    return Leader(host, pid, _process_alive(pid, started))
-
-
-def _descriptions(store: JobStore, root: str) -> Iterator[JobDescription]:
-    """Every job reachable from the root (ids without a description are skipped)."""
+def _descriptions(store: JobStore, root: str, problems: list[str]) -> Iterator[JobDescription]:
+    """Every readable job reachable from the root; what is missing or damaged goes to ``problems``."""
     seen: set[str] = set()
-    stack = [root]
+    stack = [(root, "the root job")]
     while stack:
-        job_id = stack.pop()
+        job_id, whose = stack.pop()
         if job_id in seen:
             continue
         seen.add(job_id)
         try:
-            desc = JobDescription.loads(store.read_job(job_id))
+            desc = records.load_description(store, job_id)
         except NoSuchJobError:
+            # A successor's record is written before its predecessor names it, and a finished
+            # job's successors may be gone once done (deleted): missing only matters if pending.
             continue
-        except _UNREADABLE as exc:
-            raise CorruptJobStoreError(store.locator, f"the description of job {job_id} is unreadable ({exc}).") from None
+        except DamagedRecordError as exc:
+            problems.append(f"{exc.item} ({whose}) {exc.problem}.")
+            continue
         yield desc
-        stack.extend([*desc.services, *desc.children, *desc.follow_ons])
+        stack.extend((s, f"a successor of {desc.label}") for s in [*desc.services, *desc.children, *desc.follow_ons])
+
+
+def _check_store(store: JobStore, root: str | None, problems: list[str]) -> None:
+    """The records every restart needs, read as a restart reads them."""
+    try:
+        records.load_config(store)
+    except DamagedRecordError as exc:
+        problems.append(f"{exc.item} {exc.problem}.")
+    if root is None and next(iter(store.list_jobs()), None) is not None:
+        problems.append(f"there are job records but no root record (shared record {ROOT!r}).")
+
+
+def _missing_files(store: JobStore, desc: JobDescription) -> list[str]:
+    """Stored files that a pending job's body names but the store no longer has."""
+    raw = desc.body if desc.body is not None else _quiet(lambda: store.read_body(desc.job_id))
+    return sorted(set(_missing(store, raw or b"")))
+
+
+def _quiet(read: Callable[[], bytes]) -> bytes | None:
+    try:
+        return read()
+    except JobStoreError:
+        return None
+
+
+def _missing(store: JobStore, raw: bytes) -> Iterator[str]:
+    """Missing files named among a pickle's strings, found without running the pickle (it may
+    name the user's classes, which need not import here)."""
+    try:
+        for op, arg, _ in pickletools.genops(raw):
+            if isinstance(arg, str) and op.name.endswith("UNICODE"):
+                yield from store.missing_files_in(arg)
+    except (ValueError, EOFError):  # a damaged body: reported when the job runs
+        return
 
 
 def read_status(store: JobStore) -> Status:
     result = Status(store.locator, _shared_text(store, STATUS) or "not started", read_leader(store))
     root = _shared_text(store, ROOT)
-    for desc in _descriptions(store, root) if root else ():
+    _check_store(store, root, result.problems)
+    for desc in _descriptions(store, root, result.problems) if root else ():
+        if desc.state is not JobState.RAN:
+            result.problems.extend(f"the stored file {f} that job {desc.label} ({desc.job_id}) reads is missing."
+                                   for f in _missing_files(store, desc))
         log = None if desc.state is JobState.RAN else store.read_log(desc.job_id)
         state = "done" if desc.state is JobState.RAN else "pending" if log is None else "failed"
         (result.internal if desc.hidden else result.counts)[state] += 1
@@ -144,6 +141,14 @@ def read_status(store: JobStore) -> Status:
 
 
 # ---- flow status ---------------------------------------------------------------------------------
+def _print_problems(st: Status) -> None:
+    if st.problems:
+        print(f"\nThe job store is damaged ({len(st.problems)} problem(s)); --restart will refuse "
+              "or fail where it reads these:", file=sys.stderr)
+        for problem in st.problems:
+            print(f"  - {problem}", file=sys.stderr)
+
+
 def _print_status(st: Status) -> None:
     note = ""
     if st.status == "running" and st.leader.alive is False:
@@ -167,6 +172,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(st), indent=2))
     else:
         _print_status(st)
+        _print_problems(st)
+    if st.problems:
+        return 3
     return 2 if args.failIfNotComplete and st.status != "succeeded" else 0
 
 
@@ -176,7 +184,7 @@ def _records(store: JobStore) -> list[dict[str, Any]]:
     for raw in store.read_stats():
         try:
             record = pickle.loads(raw)
-        except _UNREADABLE as exc:
+        except UNREADABLE as exc:
             raise CorruptJobStoreError(store.locator, f"a statistics record is unreadable ({exc}).") from None
         if not isinstance(record, dict) or "kind" not in record:
             raise CorruptJobStoreError(store.locator, "a statistics record is not a flow statistics record.")
@@ -234,15 +242,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def _cancel_leftovers(store: JobStore) -> str:
     """Cancel what the run's gone leader left on its batch system (a cluster's queue); says
     what it did, as a sentence to add to the command's report."""
-    name, raw_config = store.read_shared(BATCH_SYSTEM), store.read_shared(CONFIG)
-    if not name or not raw_config:
+    system, run = _shared_text(store, BATCH_SYSTEM), records.load_config(store)
+    if not system or run is None:
         return ""
-    system = name.decode()
     work_dir = tempfile.gettempdir()
     config = BatchConfig(max_cores=machine_cores(), max_memory=machine_memory(),
                          max_disk=machine_disk(work_dir), work_dir=work_dir)
     try:
-        cancelled = batch_system_class(system).cancel_run(pickle.loads(raw_config).workflow_id, config)
+        cancelled = batch_system_class(system).cancel_run(run.workflow_id, config)
     except (KeyError, BatchSystemError) as exc:
         return f" Could not cancel the jobs it may have left on {system}: {exc}."
     if not cancelled:
@@ -257,17 +264,39 @@ def cmd_clean(args: argparse.Namespace) -> int:
     except NoSuchJobStoreError as exc:
         print(f"flow: nothing to clean: {exc}")
         return 0
-    status, leader = _shared_text(store, STATUS), read_leader(store)
-    maybe_alive = leader.alive or (leader.alive is None and leader.pid is not None)
-    if status == "running" and maybe_alive and not args.force:
-        print(f"flow: error: the workflow in {store.locator} is running ({leader.describe()}); "
-              "refusing to delete its job store. Stop it with 'flow kill' first, or use --force.",
-              file=sys.stderr)
+    except JobStoreDeletingError:  # an earlier deletion was interrupted: finish it
+        job_store_class(args.jobStore)(args.jobStore).destroy()
+        print(f"Finished deleting the job store {args.jobStore}.")
+        return 0
+    try:  # held while deleting, so that no leader starts on the store meanwhile
+        leaderlock.take(store, force=args.force)
+    except JobStoreLockedError as exc:
+        message = leaderlock.locked_message(exc, actor="'flow clean'")
+        print(f"flow: error: {message}", file=sys.stderr)
         return 1
+    unreadable = _clean_problem(store)
+    if unreadable and not args.force:
+        print(f"flow: error: refusing to delete the job store {store.locator}: {unreadable} "
+              "flow deletes only what it can read; look at it with 'flow status', or delete it "
+              "anyway with 'flow clean --force'.", file=sys.stderr)
+        return 1
+    status = None if unreadable else _shared_text(store, STATUS)
     cancelled = _cancel_leftovers(store) if status == "running" else ""
     store.destroy()
     print(f"Deleted the job store {store.locator}.{cancelled}")
     return 0
+
+
+def _clean_problem(store: JobStore) -> str | None:
+    """Why the store cannot be read as a whole (damaged or partial), or None."""
+    try:
+        root = records.load_root(store)
+        _shared_text(store, STATUS)
+    except DamagedRecordError as exc:
+        return f"{exc.item} {exc.problem}."
+    problems: list[str] = []
+    _check_store(store, root, problems)
+    return " ".join(problems) or None
 
 
 def _terminate(pid: int) -> str:
@@ -317,7 +346,8 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--all", action="store_true", help="include front-ends' internal job kinds (marked *)")
     stats.add_argument("--json", action="store_true", help="print machine-readable JSON")
     clean = add("clean", cmd_clean, "delete the job store")
-    clean.add_argument("--force", action="store_true", help="delete it even if its workflow is running")
+    clean.add_argument("--force", action="store_true",
+                       help="delete it even if a leader on another host may be running it, or it is damaged")
     add("kill", cmd_kill, "stop a running workflow and its jobs")
     return parser
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import pickle
@@ -17,14 +18,14 @@ import psutil
 
 from flow.batchsystems.abstract import BatchConfig, BatchSystem
 from flow.batchsystems.registry import make_batch_system
-from flow.core import promise, records
+from flow.core import leaderlock, promise, records
 from flow.core.description import new_job_id
 from flow.core.exceptions import FailedJobsException, FlowError
 from flow.core.filestore import FileID
 from flow.core.job import Job
 from flow.core.leader import Leader, LeaderSettings
 from flow.core.logs import install_excepthook, remove_handler, setup_logging
-from flow.core.options import default_options, log_level
+from flow.core.options import check_options, default_options, log_level
 from flow.core.progress import Progress
 from flow.core.resources import machine_cores, machine_disk, machine_memory
 from flow.core.state import Defaults
@@ -35,7 +36,13 @@ from flow.core.worker import (
     read_return_value,
     write_new_jobs,
 )
-from flow.jobstores.abstract import JobStore, JobStoreExistsError
+from flow.jobstores.abstract import (
+    JobStore,
+    JobStoreError,
+    JobStoreExistsError,
+    JobStoreLockedError,
+    JobStoreWriteError,
+)
 from flow.jobstores.registry import create_job_store, open_job_store
 
 logger = logging.getLogger("flow")
@@ -59,16 +66,34 @@ class Flow:
             os.rmdir(options.jobStore)
         if options.stats and options.clean in ("always", "onSuccess"):
             options.clean = "never"  # as in Toil: --stats keeps the store for 'flow stats'
+        check_options(options)
         self.options = options
         self._store: JobStore | None = None
         self._batch: BatchSystem | None = None
         self._config: WorkerConfig | None = None
         self._log_handler: logging.Handler | None = None
+        self._owner: str | None = None  # our text in the store's leader lock
+        self._created = False  # this Flow made the store
+        #: "succeeded" or "failed" once a run ended here as a workflow; None while the store's
+        #: state is not known to be finished (never run, or a fault of the store itself).
+        self._outcome: str | None = None
         install_excepthook()
 
     # ---- context ------------------------------------------------------------------------------
     def __enter__(self) -> Flow:
         self._log_handler = setup_logging(log_level(self.options), self.options.logFile)
+        try:
+            self._open_store()
+            check_work_dir(self.options.workDir)
+            # Started now, so that workers start up while the caller builds or loads its workflow.
+            self._batch = self._make_batch_system()
+        except BaseException:
+            self._let_go()
+            raise
+        return self
+
+    def _open_store(self) -> None:
+        """Open (--restart) or create the store, then take its leader lock."""
         locator = self.options.jobStore
         if self.options.restart:
             self._store = open_job_store(locator)
@@ -80,27 +105,47 @@ class Flow:
                     f"The job store {locator} already holds a workflow. Resume it with --restart, "
                     f"or delete it with 'flow clean {locator}' to start over."
                 ) from None
-        # Started now, so that workers start up while the caller builds or loads its workflow.
-        self._batch = self._make_batch_system()
-        return self
+            self._created = True
+        try:
+            self._owner = leaderlock.take(self._store, force=bool(self.options.force))
+        except JobStoreLockedError as exc:
+            self._store = None  # not ours: nothing of it is touched on the way out
+            raise FlowError(leaderlock.locked_message(exc)) from None
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
     ) -> None:
-        remove_handler(self._log_handler)
-        self._log_handler = None
         if self._batch is not None:
             self._batch.shutdown()
             self._batch = None
-        if self._store is None:
-            return
+        store = self._store
+        try:
+            if store is not None and self._should_destroy(store, exc_type):
+                store.destroy()
+        except (OSError, JobStoreError) as err:
+            logger.warning("could not delete the job store %s: %s", store.locator if store else "", err)
+        finally:
+            self._let_go()
+
+    def _should_destroy(self, store: JobStore, exc_type: type[BaseException] | None) -> bool:
+        """Delete only a store known to be this run's and finished as --clean says; never one
+        whose state is unknown (a restart that could not read it, a fault of the store)."""
+        if self._outcome is None:  # ours and never started: there is nothing to resume
+            return self._created and store.read_shared(records.ROOT) is None
         clean = self.options.clean
-        never_started = self._store.read_shared(records.ROOT) is None  # nothing to resume
-        if never_started or clean == "always" or (clean == "onSuccess" and exc_type is None) or (
-            clean == "onError" and exc_type is not None
-        ):
-            self._store.destroy()
+        return clean == "always" or (clean == "onError" and self._outcome == "failed") or (
+            clean == "onSuccess" and self._outcome == "succeeded" and exc_type is None
+        )
+
+    def _let_go(self) -> None:
+        """Release the store's lock and the log handler (the store itself is left as it is)."""
+        if self._store is not None and self._owner is not None:
+            with contextlib.suppress(OSError, JobStoreError):
+                self._store.release_lock(self._owner)
         self._store = None
+        self._owner = None
+        remove_handler(self._log_handler)
+        self._log_handler = None
 
     def job_limits(self) -> tuple[float | None, int | None, int | None]:
         """The most cores, memory and disk one job may ask for on this run's batch system (None:
@@ -138,23 +183,29 @@ class Flow:
         store = self.jobStore
         root = next(iter(rootJob.getRootJobs()))
         value = root.rv()  # an encapsulated root promises its inner job's value
-        self._save_config(new_job_id())
         descs = write_new_jobs(store, [root, *collect_new_jobs(root)])
-        store.write_shared(records.ROOT, root.jobStoreID.encode())
         store.write_shared(records.RESULT, pickle.dumps((value.job_id, value.path)))
-        return self._run(root.jobStoreID, descs)
+        store.write_shared(records.ROOT, root.jobStoreID.encode())  # the workflow now exists
+        return self._run(root.jobStoreID, descs, new_job_id())
 
     def restart(self) -> Any:
-        """Resume the workflow in the job store; finished jobs are not run again."""
+        """Resume the workflow in the job store; finished jobs are not run again.
+
+        Everything is read first: a damaged or partial store is reported, naming what is
+        missing, before anything in it changes."""
         store = self.jobStore
-        raw_root = store.read_shared(records.ROOT)
-        if raw_root is None:
-            raise FlowError(f"The job store {store.locator} holds no workflow to restart (it was never started).")
-        old = store.read_shared(records.CONFIG)
-        workflow_id = pickle.loads(old).workflow_id if old else new_job_id()
-        store.delete_shared(records.KILL)
-        self._save_config(workflow_id)
-        return self._run(raw_root.decode(), [], restart=True)
+        root = records.load_root(store)
+        if root is None:
+            jobs = sum(1 for _ in store.list_jobs())
+            what = (f"it has {jobs} job record(s) but no root record (shared record {records.ROOT!r}), "
+                    "so it is damaged or its start was interrupted") if jobs else "it was never started"
+            raise FlowError(
+                f"The job store {store.locator} holds no workflow to restart: {what}. Nothing in it "
+                f"was changed or deleted; see 'flow status {store.locator}', and delete it with "
+                f"'flow clean --force {store.locator}' if it is of no use."
+            )
+        config = records.load_config(store)
+        return self._run(root, [], config.workflow_id if config else new_job_id(), restart=True)
 
     def _save_config(self, workflow_id: str) -> None:
         o = self.options
@@ -170,23 +221,22 @@ class Flow:
         )
         self.jobStore.write_shared(records.CONFIG, self._config.dumps())
 
-    def _run(self, root_id: str, known: list[Any], restart: bool = False) -> Any:
+    def _run(self, root_id: str, known: list[Any], workflow_id: str, restart: bool = False) -> Any:
         store = self.jobStore
         batch = self._batch or self._make_batch_system()
         progress = Progress(enabled=not self.options.noProgress)
         leader = Leader(store, batch, self._leader_settings(), progress)
+        leader.load(root_id, known, restart=restart)  # a damaged record stops us here, unchanged
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
-        started = psutil.Process().create_time()
-        store.write_shared(records.LEADER, f"{os.uname().nodename} {os.getpid()} {started}".encode())
-        store.write_shared(records.STATUS, b"running")
-        store.write_shared(records.BATCH_SYSTEM, str(self.options.batchSystem).encode())
         try:
-            if self._config is not None:  # tags the run's jobs; on restart, clears leftovers
-                batch.begin_run(self._config.workflow_id, restart)
-            ok = leader.run(root_id, known, restart=restart)
-        except BaseException:
-            store.write_shared(records.STATUS, b"failed")
-            leader.kill_all()
+            self._begin(batch, workflow_id, restart)
+            ok = leader.run()
+            store.write_shared(records.STATUS, b"succeeded" if ok else b"failed")
+        except BaseException as exc:
+            leader.kill_all()  # first: the run's jobs must not outlive a leader that fails
+            self._fail(exc)
+            if isinstance(exc, JobStoreWriteError):
+                raise _write_fault(exc) from exc
             raise
         finally:
             progress.close()
@@ -195,11 +245,32 @@ class Flow:
                 shutil.rmtree(os.path.join(self._config.work_dir, f"flow-{self._config.workflow_id}"), ignore_errors=True)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+        self._outcome = "succeeded" if ok else "failed"
         if not ok:
-            store.write_shared(records.STATUS, b"failed")
             raise FailedJobsException(store.locator, leader.failed)
-        store.write_shared(records.STATUS, b"succeeded")
         return self._root_value(root_id)
+
+    def _begin(self, batch: BatchSystem, workflow_id: str, restart: bool) -> None:
+        """The run's first writes: configuration, leader, status; then tag its batch jobs (on
+        restart, that clears an earlier leader's leftovers)."""
+        store = self.jobStore
+        store.delete_shared(records.KILL)
+        self._save_config(workflow_id)
+        started = psutil.Process().create_time()
+        store.write_shared(records.LEADER, f"{os.uname().nodename} {os.getpid()} {started}".encode())
+        store.write_shared(records.STATUS, b"running")
+        store.write_shared(records.BATCH_SYSTEM, str(self.options.batchSystem).encode())
+        batch.begin_run(workflow_id, restart)
+
+    def _fail(self, exc: BaseException) -> None:
+        """Record how the run ended. A fault of the store itself leaves its state as it was
+        (resumable, never deleted); any other end is the workflow's failure."""
+        if isinstance(exc, JobStoreError):
+            return
+        self._outcome = "failed"
+        with contextlib.suppress(OSError, JobStoreError):
+            self.jobStore.write_shared(records.STATUS, b"failed")
+
 
     def _root_value(self, root_id: str) -> Any:
         """What the root job's promise resolves to (for an encapsulated root, its inner job's)."""
@@ -234,6 +305,28 @@ class Flow:
         )
         tick = min(1.0, float(o.rescueJobsFrequency))
         return LeaderSettings(defaults=defaults, tick_interval=tick)
+
+
+def _write_fault(exc: JobStoreWriteError) -> FlowError:
+    return FlowError(
+        f"The leader could not write to its job store: {exc} It stopped and killed the run's "
+        f"jobs; the job store {exc.locator} is left as it was. Once the cause is fixed (free "
+        "some space, make it writable), run the same command with --restart to resume."
+    )
+
+
+def check_work_dir(work_dir: str | None) -> None:
+    """Jobs make their scratch directories in --workDir: fail now, in one paragraph, if they
+    cannot, rather than as every job's 'exit code 1'."""
+    path = os.path.abspath(work_dir or tempfile.gettempdir())
+    try:
+        os.makedirs(path, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".flow-check-", dir=path))
+    except OSError as exc:
+        raise FlowError(
+            f"The work directory {path} (--workDir) cannot be used: {exc.strerror or exc}. Jobs "
+            "make their scratch directories there; give a writable directory with --workDir."
+        ) from None
 
 
 def _worker_environment() -> dict[str, str]:

@@ -57,12 +57,16 @@ class Leader:
         self._next_tick = 0.0
 
     # ---- the loop ---------------------------------------------------------------------------
-    def run(self, root_id: str, known: Iterable[JobDescription] = (), restart: bool = False) -> bool:
-        """Run the workflow from ``root_id`` to the end; True if every job succeeded."""
+    def load(self, root_id: str, known: Iterable[JobDescription] = (), restart: bool = False) -> None:
+        """Read the workflow's job records from ``root_id``; writes nothing, so a damaged record
+        (a typed error naming it) stops a restart before anything changes."""
         descs = list(known)
         seen = {d.job_id for d in descs}
         descs.extend(self._closure([root_id, *(s for d in descs for s in _successors(d))], seen))
         self._events.append(sm.Started(root_id, tuple(descs), fresh_retries=restart))
+
+    def run(self) -> bool:
+        """Run the loaded workflow to the end; True if every job succeeded."""
         while True:
             while self._events:
                 self._carry_out(self.scheduler.step(self._events.popleft()))
@@ -160,7 +164,7 @@ class Leader:
         return out
 
     def _read(self, job_id: str) -> JobDescription:
-        return JobDescription.loads(self.store.read_job(job_id))
+        return records.load_description(self.store, job_id)
 
     # ---- instructions out ----------------------------------------------------------------------
     def _carry_out(self, instructions: Iterable[sm.Instruction]) -> None:
@@ -234,6 +238,8 @@ class Leader:
 
     def _report_failure(self, ins: sm.JobFailed) -> None:
         raw = self.store.read_log(ins.job_id)
+        if raw is None:  # it left no log (killed, or never started): 'flow status' needs one
+            self.store.write_log(ins.job_id, f"{ins.label} failed: {ins.reason}\n".encode())
         tail = raw.decode(errors="replace") if raw else ""
         self.failed.append(FailedJob(ins.job_id, ins.label, ins.reason, tail))
         shown = "\n".join("  | " + line for line in tail.rstrip().splitlines()[-40:])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from flow.core.exceptions import FlowError
 from flow.core.resources import parse_cores, parse_size
 
 CLEAN_CHOICES = ("always", "onError", "never", "onSuccess")
@@ -26,6 +27,43 @@ def _cores(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
     assert value is not None
     return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+#: Options a script may also set on its Namespace by hand: checked again by ``check_options``.
+_CHECKED = {"retryCount": _count, "maxJobDuration": _seconds, "rescueJobsFrequency": _seconds,
+            "deadlockWait": _seconds}
+
+
+def check_options(options: argparse.Namespace) -> None:
+    """Refuse, in one paragraph, values a script set by hand that the parser would refuse."""
+    for name, check in _CHECKED.items():
+        value = getattr(options, name, None)
+        if value is None:
+            continue
+        try:
+            check(str(value))
+        except argparse.ArgumentTypeError as exc:
+            raise FlowError(f"--{name} {value}: {exc}.") from None
 
 
 def _level(text: str) -> str:
@@ -51,19 +89,23 @@ def add_flow_options(parser: argparse.ArgumentParser, jobstore_as_flag: bool = F
     core.add_argument("--defaultCores", type=_cores, default=1.0, help="cores of a job that names none (1)")
     core.add_argument("--defaultMemory", type=_size, default=_size("2Gi"), help="memory of a job that names none (2Gi)")
     core.add_argument("--defaultDisk", type=_size, default=_size("2Gi"), help="disk of a job that names none (2Gi)")
-    core.add_argument("--retryCount", type=int, default=1, help="times to retry a failed job (1)")
+    core.add_argument("--retryCount", type=_count, default=1, help="times to retry a failed job (1)")
     core.add_argument("--restart", action="store_true", help="resume the workflow in the job store")
+    core.add_argument("--force", action="store_true",
+                      help="take the job store's lock over from a leader on another host that is "
+                           "certainly gone (a lock of a dead leader on this host is taken over "
+                           "without it)")
     core.add_argument("--clean", choices=CLEAN_CHOICES, default="onSuccess",
                       help="when to delete the job store at the end (onSuccess)")
     core.add_argument("--logLevel", type=_level, default="INFO", help="CRITICAL, ERROR, WARNING, INFO or DEBUG")
     core.add_argument("--logFile", default=None, help="also write the log to this file")
     core.add_argument("--workDir", default=None, help="where jobs' scratch directories go (default: $TMPDIR)")
     core.add_argument("--stats", action="store_true", help="record per-job statistics for 'flow stats'")
-    core.add_argument("--maxJobDuration", type=float, default=None,
+    core.add_argument("--maxJobDuration", type=_seconds, default=None,
                       help="kill and retry a job that runs longer than this many seconds")
-    core.add_argument("--rescueJobsFrequency", type=float, default=60.0,
+    core.add_argument("--rescueJobsFrequency", type=_seconds, default=60.0,
                       help="seconds between checks for lost or over-long jobs (60)")
-    core.add_argument("--deadlockWait", type=float, default=60.0,
+    core.add_argument("--deadlockWait", type=_seconds, default=60.0,
                       help="seconds that only services may run before the workflow is declared deadlocked (60)")
     core.add_argument("--disableChaining", action="store_true", help="run every job in its own worker call")
     core.add_argument("--linkImports", action="store_true",

@@ -29,7 +29,7 @@ from flow.core.description import INLINE_LIMIT, JobDescription, JobState
 from flow.core.exceptions import FlowError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
-from flow.jobstores.abstract import JobStore
+from flow.jobstores.abstract import JobStore, JobStoreError
 from flow.jobstores.registry import open_job_store
 
 logger = logging.getLogger(__name__)
@@ -62,10 +62,9 @@ def _open(locator: str) -> tuple[JobStore, WorkerConfig]:
     cached = _stores.get(locator)
     if cached is None:
         store = open_job_store(locator)
-        raw = store.read_shared(records.CONFIG)
-        if raw is None:
-            raise RuntimeError(f"job store {locator} has no run configuration")
-        config = pickle.loads(raw)
+        config = records.load_config(store)
+        if config is None:
+            raise FlowError(f"the job store {locator} has no run configuration")
         cached = _stores[locator] = (store, config)
         logging.basicConfig(
             level=config.log_level, stream=sys.stderr,
@@ -79,7 +78,7 @@ def run_job(locator: str, job_id: str) -> int:
     store, config = _open(locator)
     current: str | None = job_id
     while current is not None:
-        desc = JobDescription.loads(store.read_job(current))
+        desc = records.load_description(store, current)
         if desc.state is JobState.RAN:
             return 0  # already committed (e.g. reissued after a leader restart)
         ok, nxt = _run_one(store, config, desc)
@@ -92,7 +91,12 @@ def run_job(locator: str, job_id: str) -> int:
 def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tuple[bool, str | None]:
     temp_root = os.path.join(config.work_dir, f"flow-{config.workflow_id}")
     if temp_root not in _made_dirs:
-        os.makedirs(temp_root, exist_ok=True)
+        try:
+            os.makedirs(temp_root, mode=0o700, exist_ok=True)
+        except OSError as exc:  # the job's log says why, not only the worker's exit code
+            store.write_log(desc.job_id, f"cannot make the job's scratch directory {temp_root} "
+                            f"(--workDir): {exc.strerror or exc}\n".encode())
+            return False, None
         _made_dirs.add(temp_root)
     file_store = FileStore(store, desc.job_id, temp_root)
     log_path = os.path.join(temp_root, f"worker-{os.getpid()}.log")
@@ -110,7 +114,11 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        _save_log(store, desc.job_id, log_path, exc)
+        try:
+            _save_log(store, desc.job_id, log_path, exc)
+        except JobStoreError as err:  # the store itself failing (full disk): say so in one line
+            print(f"flow: job {desc.label} ({desc.job_id}) failed, and its log could not be "
+                  f"saved: {err}", file=sys.stderr)
         return False, None
     finally:
         file_store.close()
@@ -126,7 +134,7 @@ def read_return_value(store: JobStore, job_id: str) -> Any:
     is followed in a loop, so the depth of such chains is not bounded by the Python stack."""
     paths: list[tuple[Any, ...]] = []
     for _ in range(10_000_000):
-        desc = JobDescription.loads(store.read_job(job_id))
+        desc = records.load_description(store, job_id)
         if desc.result_promise is None:
             break
         job_id, path = desc.result_promise
@@ -226,7 +234,7 @@ def _chain_target(
         return None
     nxt = known.get(successors[0])
     if nxt is None:
-        nxt = JobDescription.loads(store.read_job(successors[0]))
+        nxt = records.load_description(store, successors[0])
     if nxt.predecessors != 1 or nxt.is_service or nxt.state is JobState.RAN or nxt.checkpoint:
         return None
 

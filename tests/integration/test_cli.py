@@ -283,14 +283,15 @@ def test_foreign_directory_is_one_paragraph(tmp_path: Path, command: str) -> Non
     assert (tmp_path / "mine.txt").exists()
 
 
-def test_corrupt_job_description_is_one_paragraph(tmp_path: Path) -> None:
+def test_status_names_a_corrupt_job_description(tmp_path: Path) -> None:
     store, run = run_workflow(tmp_path)
     assert run.returncode == 0, run.stderr
     root = (store / "shared" / "root").read_text()
     (store / "jobs" / root[:2] / f"{root}.job").write_bytes(b"garbage")
     done = flow("status", store)
-    assert_one_paragraph_error(done)
-    assert root in done.stderr
+    assert done.returncode == 3
+    assert "Traceback" not in done.stderr + done.stdout
+    assert f"the record of job {root} (the root job) is unreadable" in done.stderr
 
 
 def test_main_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
