@@ -271,7 +271,7 @@ class Exporter:
             key = (parent, str(value.get("basename")), checksum) if checksum else (parent, location, "")
             path = self._exported.get(key) or self._target(parent, value.get("basename") or os.path.basename(location))
             if key not in self._exported:
-                self.store.read_file(location[len(FLOW_FILE):], path, link=True)
+                self.store.read_file(location[len(FLOW_FILE):], path)
                 self._exported[key] = path
             value["location"], value["path"] = _file_uri(path), path
             for secondary in value.get("secondaryFiles") or []:

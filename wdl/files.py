@@ -117,7 +117,7 @@ class Exporter:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.lexists(target):
             os.unlink(target)
-        self.store.read_file(ref.file_id, target, link=True)
+        self.store.read_file(ref.file_id, target)
         self._done[value] = target
         return target
 
