@@ -36,7 +36,8 @@ _no_range: set[tuple[int, int]] = set()  # ... without copy_file_range
 def copy_data(src: int, dst: int) -> None:
     """Copy everything from file descriptor ``src`` (from offset 0) into the empty regular file
     open for writing at ``dst``."""
-    devices = (os.fstat(src).st_dev, os.fstat(dst).st_dev)
+    source = os.fstat(src)
+    devices = (source.st_dev, os.fstat(dst).st_dev)
     if devices not in _no_clone:
         try:
             fcntl.ioctl(dst, FICLONE, src)
@@ -46,7 +47,7 @@ def copy_data(src: int, dst: int) -> None:
                 raise
             _no_clone.add(devices)
     if devices not in _no_range:
-        copied = _copy_range(src, dst)
+        copied = _copy_range(src, dst, source.st_size)
         if copied is None:
             _no_range.add(devices)
         elif copied > 0:
@@ -62,14 +63,15 @@ def copy_data(src: int, dst: int) -> None:
             view = view[os.write(dst, view):]
 
 
-def _copy_range(src: int, dst: int) -> int | None:
-    """``copy_file_range`` to the end of ``src``: bytes copied, or None if it cannot be used."""
+def _copy_range(src: int, dst: int, size: int) -> int | None:
+    """``copy_file_range`` to the end of ``src`` (``size`` bytes when it was opened, more if it
+    grew since): bytes copied, or None if it cannot be used here."""
     if not hasattr(os, "copy_file_range"):
         return None
     copied = 0
     while True:
         try:
-            n = os.copy_file_range(src, dst, _RANGE_CHUNK, copied, copied)
+            n = os.copy_file_range(src, dst, max(size - copied, _RANGE_CHUNK), copied, copied)
         except OSError as exc:
             if copied == 0 and exc.errno in _UNSUPPORTED:
                 return None

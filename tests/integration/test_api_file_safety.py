@@ -128,6 +128,14 @@ def try_crafted_ids(job, crafted, victim):
     return outcome
 
 
+def change_both_copies(job, file_id):
+    """Change a mutable copy and (an error) a read-only copy of an input file."""
+    fs = job.fileStore
+    for mutable in (True, False):
+        with open(fs.readGlobalFile(file_id, mutable=mutable), "ab") as handle:
+            handle.write(b"a job's change")
+
+
 # ---- tests -----------------------------------------------------------------------------------
 def test_changing_a_written_file_does_not_change_the_stored_copy(
     options: argparse.Namespace, tmp_path: Path
@@ -197,3 +205,21 @@ def test_crafted_file_ids_raise_and_touch_nothing(options: argparse.Namespace, t
         assert repr(file_id) in value, (key, value)
     assert victim.read_text() == "must survive"
     assert outside.read_text() == "not in the store"
+
+
+def test_linked_imports_are_read_as_copies(options: argparse.Namespace, tmp_path: Path) -> None:
+    """--linkImports keeps the user's file in the store (they promised not to change it), but a
+    job still cannot change it: it reads copies."""
+    options.linkImports = True
+    options.clean = "never"
+    options.retryCount = 0
+    src = tmp_path / "input.txt"
+    src.write_bytes(ORIGINAL)
+    with Flow(options) as flow:
+        file_id = flow.importFile(str(src))
+        assert Path(options.jobStore, "files", file_id).stat().st_ino == src.stat().st_ino
+        with pytest.raises(FailedJobsException, match="ChangedReadFileError"):
+            flow.start(Job.wrapJobFn(change_both_copies, file_id, **SMALL))
+    assert src.read_bytes() == ORIGINAL
+    export_url(FileJobStore.open(options.jobStore), file_id, str(tmp_path / "exported.txt"))
+    assert (tmp_path / "exported.txt").read_bytes() == ORIGINAL
