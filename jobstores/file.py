@@ -20,8 +20,11 @@ permissions do not stop) changes what later jobs read and what is exported. ``wr
 ``read_file`` therefore copy, through ``flow.jobstores.copying.copy_data``: a reflink where the
 file system has copy-on-write extents (XFS, btrfs: no data copied), else an in-kernel
 ``copy_file_range``. Before issue 18 both hard-linked; ``benchmarks/filestore_immutability.py``
-prints what the copies cost (about 1 s per GiB each way on ext4, nothing on XFS/btrfs). A stored
-file is only ever replaced by a rename (``update_file``), never written in place.
+prints what the copies cost: 1 to 7 s per GiB each way on this project's ext4 test machine, by
+how busy the disk is, and about twice the time of a link for small files. Read-only permissions
+would not stop root, and the immutable attribute (``chattr +i``) needs root and forbids hard
+links to the file anyway. A stored file is only ever replaced by a rename (``update_file``),
+never written in place.
 
 The one exception is ``write_file(link=True)``, used only for ``--linkImports``: the user
 promises not to change their input files during the run, so the store hard-links the file
