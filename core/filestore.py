@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from flow.core.exceptions import ChangedReadFileError
 from flow.core.urls import export_url, import_url
-from flow.jobstores.abstract import JobStore, NoSuchFileError
+from flow.jobstores.abstract import JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -248,12 +248,14 @@ class FileStore:
                 os.unlink(path)
 
     def deleteGlobalFile(self, fileStoreID: str) -> None:
-        """Delete a global file once this job has finished successfully (NoSuchFileError, naming
-        the id, for an id that is not in the store)."""
-        if not self.jobStore.file_exists(str(fileStoreID)):
-            raise NoSuchFileError(self.jobStore.locator, str(fileStoreID))
-        self.deleteLocalFile(fileStoreID)
-        self._pending_deletes.append(str(fileStoreID))
+        """Delete a global file once this job has finished successfully. As in Toil, deleting a
+        file that is not there is no error; a malformed id raises NoSuchFileError at once."""
+        file_id = str(fileStoreID)
+        self.deleteLocalFile(file_id)
+        if not self.jobStore.file_exists(file_id):
+            self.jobStore.delete_file(file_id)  # nothing to delete; NoSuchFileError if malformed
+            return
+        self._pending_deletes.append(file_id)
 
     def exportFile(self, jobStoreFileID: str, dstUrl: str) -> None:
         export_url(self.jobStore, jobStoreFileID, dstUrl)
