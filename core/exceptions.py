@@ -57,3 +57,18 @@ class PromiseError(FlowError):
 
 class WorkflowKilledError(FlowError):
     """The workflow was killed (``flow kill`` or a signal)."""
+
+
+class ChangedReadFileError(FlowError):
+    """A job changed a file it read with ``readGlobalFile`` without ``mutable=True``."""
+
+    def __init__(self, job_id: str, file_id: str, path: str) -> None:
+        super().__init__(
+            f"job {job_id} changed {path}, its copy of global file {file_id!r} read without "
+            "mutable=True (its size, modification time or inode differ from when it was read). "
+            "The stored file is unchanged; read with readGlobalFile(..., mutable=True) to get a "
+            "copy the job may change."
+        )
+        self.job_id = job_id
+        self.file_id = file_id
+        self.path = path

@@ -1,8 +1,19 @@
 """The file store handed to ``Job.run``: global files between jobs, local scratch space, logs.
 
-Global files are read as hard links (or symbolic links on request) wherever the job store and
-the worker share a file system and the caller does not ask for a mutable copy, so large files
-are not copied. Files written from the job's own scratch directory are linked into the store.
+Stored files are immutable (issue 18): ``writeGlobalFile`` stores a copy of the job's file and
+``readGlobalFile`` hands out a copy of the stored one, both made by the job store as cheaply as
+the file system allows (a reflink on XFS/btrfs, an in-kernel copy elsewhere: see
+``flow.jobstores.file``). Hard links, used before, let a job that appended to its file after
+storing it, or wrote to a file it had read, change what every later job read; file permissions
+would not have stopped a job running as root. ``symlink=True`` is accepted (Toil's API) and also
+gets a copy, since a link into the store is a way to write to it.
+
+A job may not change a file it read without ``mutable=True`` (Toil's rule): its copy's inode,
+size and modification time are recorded, and at the end of the job any difference fails the
+job with a :class:`~flow.core.exceptions.ChangedReadFileError` naming the file. The recorded
+modification time is set 1 ns before the stored file's, so any later write, which stamps the
+current time, changes it even within the file system's clock tick. Only the job is at fault:
+the stored file never changed. A mutable copy may be changed freely.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+from flow.core.exceptions import ChangedReadFileError
 from flow.core.urls import export_url, import_url
 from flow.jobstores.abstract import JobStore
 
@@ -114,6 +126,8 @@ class FileStore:
         self._temp_root = temp_root
         self._temp: str | None = None  # created on first use: most jobs never need one
         self._local_reads: dict[str, list[str]] = {}
+        #: path -> (file id, inode, size, mtime_ns) of each copy read without mutable=True
+        self._read_only: dict[str, tuple[str, int, int, int]] = {}
         self._pending_deletes: list[str] = []
         self.messages: list[str] = []
 
@@ -142,18 +156,12 @@ class FileStore:
         os.unlink(path)
         return path
 
-    def _inside_scratch(self, path: str) -> bool:
-        if self._temp is None:
-            return False
-        real = os.path.realpath(path)
-        return real.startswith(os.path.realpath(self._temp_dir) + os.sep)
-
     # ---- global files -------------------------------------------------------------------------
     def writeGlobalFile(self, localFileName: str, cleanup: bool = False) -> FileID:
-        """Store a local file; returns its id. A file in the job's scratch space is linked."""
+        """Store a copy of a local file; returns its id. The job may go on changing its file."""
         path = os.path.abspath(localFileName)
-        file_id = self.jobStore.write_file(path, self.job_id, link=self._inside_scratch(path))
-        return FileID(file_id, os.path.getsize(path))
+        file_id = self.jobStore.write_file(path, self.job_id)
+        return FileID(file_id, self.jobStore.file_size(file_id))
 
     @contextlib.contextmanager
     def writeGlobalFileStream(
@@ -175,16 +183,42 @@ class FileStore:
         self, fileStoreID: str, userPath: str | None = None, cache: bool = True,
         mutable: bool = False, symlink: bool = False,
     ) -> str:
-        """Materialise a global file locally and return its path (a link unless ``mutable``)."""
+        """Copy a global file to ``userPath`` (default: a new scratch directory) and return its
+        path. Without ``mutable=True`` the job must not change the copy (checked at job end).
+
+        The id is checked through the job store before any path is touched: a malformed or
+        unknown id raises NoSuchFileError naming it. ``cache`` and ``symlink`` are accepted for
+        Toil's API; the result is always a private copy (see the module docstring).
+        """
+        file_id = str(fileStoreID)
+        self.jobStore.file_size(file_id)  # NoSuchFileError before anything is made or removed
         if userPath is None:
-            name = os.path.basename(str(fileStoreID)) or "file"
-            userPath = os.path.join(self.getLocalTempDir(), name)
+            userPath = os.path.join(self.getLocalTempDir(), os.path.basename(file_id))
         path = os.path.abspath(userPath)
         if os.path.lexists(path):
             os.unlink(path)
-        self.jobStore.read_file(fileStoreID, path, link=not mutable, symlink=symlink and not mutable)
-        self._local_reads.setdefault(str(fileStoreID), []).append(path)
+        self._read_only.pop(path, None)
+        self.jobStore.read_file(file_id, path)
+        if not mutable:
+            st = os.stat(path)
+            # 1 ns before the stored file's time: any later write stamps a different one
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 1))
+            st = os.stat(path)  # as the file system stored it (its timestamps may be coarser)
+            self._read_only[path] = (file_id, st.st_ino, st.st_size, st.st_mtime_ns)
+        self._local_reads.setdefault(file_id, []).append(path)
         return path
+
+    def check_read_files(self) -> None:
+        """At job end: fail if the job changed a file it read without ``mutable=True``.
+
+        A copy that is gone was deleted by the job, which is allowed (and changes nothing)."""
+        for path, (file_id, ino, size, mtime_ns) in self._read_only.items():
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if (st.st_ino, st.st_size, st.st_mtime_ns) != (ino, size, mtime_ns):
+                raise ChangedReadFileError(self.job_id, file_id, path)
 
     @contextlib.contextmanager
     def readGlobalFileStream(
@@ -209,13 +243,19 @@ class FileStore:
     def deleteLocalFile(self, fileStoreID: str) -> None:
         """Remove this job's local copies of a global file."""
         for path in self._local_reads.pop(str(fileStoreID), []):
+            self._read_only.pop(path, None)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
     def deleteGlobalFile(self, fileStoreID: str) -> None:
-        """Delete a global file once this job has finished successfully."""
-        self.deleteLocalFile(fileStoreID)
-        self._pending_deletes.append(str(fileStoreID))
+        """Delete a global file once this job has finished successfully. As in Toil, deleting a
+        file that is not there is no error; a malformed id raises NoSuchFileError at once."""
+        file_id = str(fileStoreID)
+        self.deleteLocalFile(file_id)
+        if not self.jobStore.file_exists(file_id):
+            self.jobStore.delete_file(file_id)  # nothing to delete; NoSuchFileError if malformed
+            return
+        self._pending_deletes.append(file_id)
 
     def exportFile(self, jobStoreFileID: str, dstUrl: str) -> None:
         export_url(self.jobStore, jobStoreFileID, dstUrl)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import urllib.parse
@@ -25,7 +26,9 @@ def _local_path(url: str) -> str | None:
 
 
 def import_url(store: JobStore, url: str, link: bool = False) -> str:
-    """Copy the file at ``url`` into the store; returns its file id."""
+    """Copy the file at ``url`` into the store; returns its file id. ``link`` (``--linkImports``)
+    lets the store hard-link a local file instead: the user promises not to change it while the
+    run lasts; jobs still get copies of it, so none of them can change it either."""
     path = _local_path(url)
     if path is not None:
         if not os.path.isfile(path):
@@ -52,7 +55,10 @@ def export_url(store: JobStore, file_id: str, url: str) -> None:
     if path is None:
         raise UnsupportedURLError(url, "export to")
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.flow-export-{os.getpid()}"
-    with store.read_file_stream(file_id) as src, open(tmp, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1024 * 1024)
-    os.replace(tmp, path)
+    tmp = f"{path}.flow-export-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        store.read_file(file_id, tmp)  # a copy (a reflink where possible), never a link
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

@@ -107,6 +107,7 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
                 job = _load_job(store, desc)
                 job._fileStore = file_store
                 value = job.run(file_store)
+                file_store.check_read_files()
                 nxt = _commit(store, config, job, value, file_store)
             except BaseException as exc:
                 _print_traceback(exc)

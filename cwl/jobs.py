@@ -6,6 +6,7 @@ import math
 import os
 from typing import Any
 
+from flow.core.exceptions import ChangedReadFileError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.cwl import adapter, staging
@@ -60,6 +61,17 @@ class CWLJob(Job):
         work = fileStore.getLocalTempDir()
         stage = staging.Materializer(fileStore, os.path.join(work, "inputs"), mutable=self.inplace)
         outputs = adapter.run_process(process, stage(self.inputs), work, self.settings)
+        try:
+            fileStore.check_read_files()
+        except ChangedReadFileError as exc:
+            # cwltool without a container lets the tool change the user's own file; in one the
+            # inputs are mounted read-only and the write fails. flow keeps the stored input
+            # intact and fails the step, as a container run would.
+            raise adapter.CWLToolError(
+                f"tool {_label(process)} changed its input file {os.path.basename(exc.path)} "
+                f"({exc.path}). CWL inputs are read-only: declare InplaceUpdateRequirement (with "
+                "the file writable in InitialWorkDirRequirement) or write a new file."
+            ) from None
         if self.inplace:
             staging.write_back(stage)
         for param in process.tool["outputs"]:  # every declared output, null when absent

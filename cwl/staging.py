@@ -3,7 +3,7 @@
 Between jobs a File's ``location`` is ``flowfile:<file id>``; a Directory's is
 ``flowdir:<manifest id>``, a job-store file that lists its content (the source of truth, rewritten
 when a tool updates the directory in place) while the value keeps a ``listing`` for expressions.
-Nothing refers to a host path, so the same run works on any batch system. A job materialises its inputs as real local files (hard links where possible), and
+Nothing refers to a host path, so the same run works on any batch system. A job materialises its inputs as private local copies (reflinks where possible), and
 stores its outputs back; the leader imports the inputs and exports the final outputs.
 """
 
@@ -271,7 +271,7 @@ class Exporter:
             key = (parent, str(value.get("basename")), checksum) if checksum else (parent, location, "")
             path = self._exported.get(key) or self._target(parent, value.get("basename") or os.path.basename(location))
             if key not in self._exported:
-                self.store.read_file(location[len(FLOW_FILE):], path, link=True)
+                self.store.read_file(location[len(FLOW_FILE):], path)
                 self._exported[key] = path
             value["location"], value["path"] = _file_uri(path), path
             for secondary in value.get("secondaryFiles") or []:

@@ -194,10 +194,13 @@ class JobStore(abc.ABC):
     # ---- global files ---------------------------------------------------------------------
     @abc.abstractmethod
     def write_file(self, local_path: str, job_id: str | None = None, link: bool = False) -> str:
-        """Store a copy of a local file; return its new file id.
+        """Store an independent copy of a local file; return its new file id.
 
-        With ``link=True`` the store may hard-link the file instead of copying it when both are on
-        one file system (the caller promises not to modify the local file afterwards).
+        Stored files are immutable: nothing done to ``local_path`` afterwards (by anyone, root
+        included) may change the stored copy, so a store shares no inode with it (a reflink,
+        which shares blocks copy-on-write, is fine). The one exception is ``link=True``, for
+        ``--linkImports`` only: the user promises not to change the file during the run, and the
+        store may then keep the file itself (a hard link) instead of a copy.
         ``job_id`` (the writing job) is recorded for cleanup; it may be None (imports).
         The file id ends with the local file's base name so that reads can keep it.
         """
@@ -216,11 +219,11 @@ class JobStore(abc.ABC):
         """Atomically replace an existing file's content with a local file's."""
 
     @abc.abstractmethod
-    def read_file(self, file_id: str, local_path: str, link: bool = False, symlink: bool = False) -> None:
-        """Materialise a stored file at ``local_path`` (which must not exist).
-
-        ``link=True`` allows a hard link (read-only use), ``symlink=True`` a symbolic link; either
-        falls back to a copy when impossible. NoSuchFileError if the id is unknown.
+    def read_file(self, file_id: str, local_path: str) -> None:
+        """Materialise a stored file at ``local_path`` (which must not exist) as an independent
+        copy with the stored file's modification time: writing to it never changes the stored
+        file. The file id is checked before anything is made: NoSuchFileError (naming the id)
+        for a malformed or unknown id, and ``local_path`` is then not touched.
         """
 
     @abc.abstractmethod
@@ -242,10 +245,6 @@ class JobStore(abc.ABC):
     def missing_files_in(self, text: str) -> Iterator[str]:
         """The ids of this store's files named in ``text`` (as they are, or inside a front-end's
         URIs, quoted or not) whose file is gone: for checks that what a job will read exists."""
-
-    @abc.abstractmethod
-    def local_path(self, file_id: str) -> str | None:
-        """A path on this host where the file can be read directly, or None (non-file stores)."""
 
     # ---- statistics ---------------------------------------------------------------------------
     @abc.abstractmethod

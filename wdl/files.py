@@ -4,7 +4,7 @@ Between jobs a File is ``flowfile:<quoted file id>/<folder key>/<basename>``: th
 a key naming the folder the file came from (files of one task output folder, or of one input
 folder, share it, so that a task sees them side by side as WDL's sibling files), and the name
 the file has wherever it is materialised. ``basename()`` of such a value is the file's name. A job
-materialises its input files as real local files (hard links where possible) and stores its
+materialises its input files as private local copies (reflinks where possible) and stores its
 output files back; the leader imports the run's input files and exports the final outputs. No
 host path passes between jobs, so the same run works on any batch system.
 """
@@ -117,7 +117,7 @@ class Exporter:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.lexists(target):
             os.unlink(target)
-        self.store.read_file(ref.file_id, target, link=True)
+        self.store.read_file(ref.file_id, target)
         self._done[value] = target
         return target
 

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from flow.core.exceptions import FlowError
+from flow.core.exceptions import ChangedReadFileError, FlowError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.wdl import adapter, files
@@ -159,6 +159,13 @@ class WDLTaskJob(Job):
         with open(command_file, "w") as handle:
             handle.write(task.command())
         code = execute(command_file, dirs, container_image(runtime), self.settings)
+        try:
+            fileStore.check_read_files()
+        except ChangedReadFileError as exc:  # miniwdl mounts inputs read-only: the write fails
+            raise WDLTaskError(
+                f"the command changed its input file {os.path.basename(exc.path)} ({exc.path}); "
+                "task inputs are read-only: copy the file and change the copy"
+            ) from None
         accepted = return_codes(runtime)
         if accepted is not None and code not in accepted:
             raise WDLTaskError(failure_message(code, accepted, dirs))

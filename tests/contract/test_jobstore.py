@@ -304,38 +304,86 @@ def test_write_file_and_read_back(store: JobStore, local: Path, link: bool) -> N
     assert second != file_id
 
 
-def test_write_file_copies(store: JobStore, local: Path) -> None:
-    file_id = _put(store, local, "a.txt", b"original")
-    (local / "a.txt").write_bytes(b"changed afterwards")
+def _stored(store: JobStore, file_id: str) -> bytes:
     with store.read_file_stream(file_id) as f:
-        assert f.read() == b"original"
+        return f.read()
 
 
-@pytest.mark.parametrize("mode", ["copy", "link", "symlink"])
-def test_read_file_modes(store: JobStore, local: Path, mode: str) -> None:
-    file_id = _put(store, local, "src.bin", b"payload" * 1000)
+@pytest.mark.parametrize("change", ["rewrite", "append", "truncate", "replace"])
+def test_write_file_copies(store: JobStore, local: Path, change: str) -> None:
+    """Whatever happens to the local file afterwards (in place or not) leaves the stored copy."""
+    file_id = _put(store, local, "a.txt", b"original")
+    path = local / "a.txt"
+    if change == "rewrite":
+        path.write_bytes(b"changed afterwards")
+    elif change == "append":
+        with path.open("ab") as f:
+            f.write(b" and more")
+    elif change == "truncate":
+        os.truncate(path, 2)
+    else:
+        (local / "b.txt").write_bytes(b"other")
+        os.replace(local / "b.txt", path)
+    assert _stored(store, file_id) == b"original"
+    assert store.file_size(file_id) == len(b"original")
+
+
+def test_read_file_is_an_independent_copy(store: JobStore, local: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 17)  # more than one copy chunk
+    file_id = _put(store, local, "src.bin", data)
     dest = local / "dest.bin"
-    store.read_file(file_id, str(dest), link=mode == "link", symlink=mode == "symlink")
-    assert dest.read_bytes() == b"payload" * 1000
+    store.read_file(file_id, str(dest))
+    assert dest.read_bytes() == data and not dest.is_symlink()
+    with dest.open("r+b") as f:  # in place: what would go through a (hard or symbolic) link
+        f.write(b"overwritten")
+    with dest.open("ab") as f:
+        f.write(b"appended")
+    assert _stored(store, file_id) == data
+    again = local / "again.bin"
+    store.read_file(file_id, str(again))
+    assert again.read_bytes() == data
+
+
+def test_read_file_keeps_modification_time(store: JobStore, local: Path) -> None:
+    file_id = _put(store, local, "f.txt", b"x")
+    first, second = local / "first", local / "second"
+    store.read_file(file_id, str(first))
+    stored_mtime = first.stat().st_mtime_ns
+    first.write_bytes(b"y")  # a later write stamps the copy with the current time ...
+    store.read_file(file_id, str(second))
+    assert second.stat().st_mtime_ns == stored_mtime  # ... never a fresh copy
+
+
+def test_read_file_refuses_an_existing_path(store: JobStore, local: Path) -> None:
+    file_id = _put(store, local, "src.bin", b"payload")
     occupied = local / "occupied.bin"
     occupied.write_bytes(b"mine")
     with pytest.raises(FileExistsError):
-        store.read_file(file_id, str(occupied), link=mode == "link", symlink=mode == "symlink")
+        store.read_file(file_id, str(occupied))
     assert occupied.read_bytes() == b"mine"
-    assert not occupied.is_symlink()
 
 
-@pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
-def test_read_copy_is_a_snapshot(store: JobStore, local: Path, link: bool) -> None:
+def test_read_copy_is_a_snapshot(store: JobStore, local: Path) -> None:
     file_id = _put(store, local, "f.txt", b"old")
     dest = local / "dest.txt"
-    store.read_file(file_id, str(dest), link=link)
+    store.read_file(file_id, str(dest))
     (local / "new.txt").write_bytes(b"new content")
     store.update_file(file_id, str(local / "new.txt"))
     assert dest.read_bytes() == b"old"
-    with store.read_file_stream(file_id) as f:
-        assert f.read() == b"new content"
+    assert _stored(store, file_id) == b"new content"
     assert store.file_size(file_id) == len(b"new content")
+    (local / "new.txt").write_bytes(b"changed after the update")
+    assert _stored(store, file_id) == b"new content"
+
+
+def test_linked_import_is_still_read_as_copies(store: JobStore, local: Path) -> None:
+    """write_file(link=True) (--linkImports) may keep the user's file, never hand it out."""
+    file_id = _put(store, local, "input.txt", b"user data", link=True)
+    dest = local / "read.txt"
+    store.read_file(file_id, str(dest))
+    dest.write_bytes(b"a job's change")
+    assert (local / "input.txt").read_bytes() == b"user data"
+    assert _stored(store, file_id) == b"user data"
 
 
 def test_missing_file_errors(store: JobStore, local: Path) -> None:
@@ -360,8 +408,9 @@ def test_missing_file_errors(store: JobStore, local: Path) -> None:
 )
 def test_malformed_file_ids_are_rejected(store: JobStore, local: Path, bad_id: str) -> None:
     assert not store.file_exists(bad_id)
-    with pytest.raises(NoSuchFileError):
+    with pytest.raises(NoSuchFileError) as err:
         store.read_file(bad_id, str(local / "out"))
+    assert err.value.file_id == bad_id and repr(bad_id) in str(err.value)
     with pytest.raises(NoSuchFileError):
         store.file_size(bad_id)
     with pytest.raises(NoSuchFileError), store.read_file_stream(bad_id):
@@ -394,13 +443,6 @@ def test_write_file_stream_exception_leaves_nothing(
             raise RuntimeError("boom")
     assert seen and not store.file_exists(seen[0])
     assert kind.litter(locator) == []
-
-
-def test_local_path(store: JobStore, local: Path) -> None:
-    file_id = _put(store, local, "f.txt", b"direct")
-    path = store.local_path(file_id)
-    if path is not None:
-        assert Path(path).read_bytes() == b"direct"
 
 
 # ---- statistics ----------------------------------------------------------------------------------
@@ -718,47 +760,32 @@ class TestFileJobStoreOnly:
         assert (root / "files" / file_id).read_bytes() == b"x"
         assert len(file_id.split("/")) == 3
 
-    def test_hard_link_and_fallback(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        js = FileJobStore.create(str(tmp_path / "js"))
+    def test_no_stored_file_shares_an_inode(self, tmp_path: Path) -> None:
+        """Only --linkImports (write_file(link=True)) keeps the user's inode; reads never do."""
+        root = tmp_path / "js"
+        js = FileJobStore.create(str(root))
         src = tmp_path / "big.bin"
         src.write_bytes(b"z" * 5000)
+        copied = js.write_file(str(src))
         linked = js.write_file(str(src), link=True)
-        assert Path(js.local_path(linked)).stat().st_ino == src.stat().st_ino
-        dest = tmp_path / "read-linked"
-        js.read_file(linked, str(dest), link=True)
-        assert dest.stat().st_ino == src.stat().st_ino
+        assert (root / "files" / copied).stat().st_ino != src.stat().st_ino
+        assert (root / "files" / copied).stat().st_nlink == 1
+        assert (root / "files" / linked).stat().st_ino == src.stat().st_ino
+        for file_id in (copied, linked):
+            dest = tmp_path / f"read-{file_id.split('/')[1]}"
+            js.read_file(file_id, str(dest))
+            assert dest.stat().st_ino not in (src.stat().st_ino, (root / "files" / file_id).stat().st_ino)
+            assert dest.read_bytes() == b"z" * 5000
 
-        def no_links(a: str, b: str) -> None:
-            raise OSError(18, "Invalid cross-device link")
-
-        monkeypatch.setattr("flow.jobstores.file.os.link", no_links)
-        monkeypatch.setattr("flow.jobstores.file.os.symlink", no_links)
-        copied = js.write_file(str(src), link=True)
-        assert Path(js.local_path(copied)).stat().st_ino != src.stat().st_ino
-        assert Path(js.local_path(copied)).read_bytes() == b"z" * 5000
-        for name, kwargs in (("l", {"link": True}), ("s", {"symlink": True})):
-            js.read_file(copied, str(tmp_path / name), **kwargs)
-            out = tmp_path / name
-            assert not out.is_symlink()
-            assert out.stat().st_ino != Path(js.local_path(copied)).stat().st_ino
-            assert out.read_bytes() == b"z" * 5000
-
-    def test_symlink_read(self, tmp_path: Path) -> None:
+    def test_pseudo_files_are_copied_with_their_content(self, tmp_path: Path) -> None:
+        """procfs files report size 0 and copy_file_range copies nothing from them."""
         js = FileJobStore.create(str(tmp_path / "js"))
-        file_id = _put(js, tmp_path, "f.txt", b"abc")
-        dest = tmp_path / "sym"
-        js.read_file(file_id, str(dest), symlink=True)
-        assert dest.is_symlink()
-        assert os.readlink(dest) == js.local_path(file_id)
+        file_id = js.write_file("/proc/self/mountinfo")
+        assert b" / " in _stored(js, file_id)
 
-    def test_local_path_and_traversal(self, tmp_path: Path) -> None:
+    def test_traversal(self, tmp_path: Path) -> None:
         js = FileJobStore.create(str(tmp_path / "js"))
-        file_id = _put(js, tmp_path, "f.txt", b"abc")
-        path = js.local_path(file_id)
-        assert os.path.isabs(path) and path.endswith("/f.txt")
-        js.delete_file(file_id)
-        with pytest.raises(NoSuchFileError):
-            js.local_path(file_id)
+        (tmp_path / "f.txt").write_bytes(b"abc")
         # These ids point at files that exist, outside files/: they must not be reachable.
         for bad in (f"../{MARKER}", f"ab/../../{MARKER}", str(tmp_path / "f.txt")):
             assert not js.file_exists(bad)
@@ -767,8 +794,9 @@ class TestFileJobStoreOnly:
             with pytest.raises(NoSuchFileError):
                 js.delete_file(bad)
             with pytest.raises(NoSuchFileError):
-                js.local_path(bad)
-        assert (tmp_path / "js" / MARKER).exists() and (tmp_path / "f.txt").exists()
+                js.update_file(bad, str(tmp_path / "f.txt"))
+        assert not (tmp_path / "stolen").exists()
+        assert (tmp_path / "js" / MARKER).exists() and (tmp_path / "f.txt").read_bytes() == b"abc"
 
     def test_failed_stream_leaves_no_directory(self, tmp_path: Path) -> None:
         root = tmp_path / "js"

@@ -23,7 +23,7 @@ SMALL = {"cores": 0.1, "memory": "50M"}
 
 # ---- jobs ------------------------------------------------------------------------------------
 def write_files(job, outside_path):
-    """Write three global files: from scratch (linked), from outside scratch (copied), a stream."""
+    """Write global files: from scratch, from outside scratch, two streams (all stored as copies)."""
     fs = job.fileStore
     scratch = fs.getLocalTempFile(suffix=".txt")
     with open(scratch, "w") as handle:
@@ -42,7 +42,7 @@ def write_files(job, outside_path):
 
 def inspect_read(job, ids, outside_path):
     fs = job.fileStore
-    store_path = fs.jobStore.local_path(ids["scratch"])
+    store_path = os.path.join(fs.jobStore.root, "files", ids["scratch"])  # the file store's layout
     linked = fs.readGlobalFile(ids["scratch"])
     copy = fs.readGlobalFile(ids["scratch"], mutable=True)
     user_path = os.path.join(fs.getLocalTempDir(), "chosen-name.txt")
@@ -155,9 +155,9 @@ def test_global_files_between_jobs(options: argparse.Namespace, tmp_path: Path) 
         result = flow.start(Job.wrapJobFn(files_root, str(outside), **SMALL))
     read = result["read"]
     assert read["linked_content"] == "from scratch\n"
-    # the default read is a hard link to the store's copy (same file system here)
-    assert read["linked_same_inode"]
-    assert read["linked_nlink"] >= 2
+    # the default read is a private copy too (issue 18: a link would let the job change the store)
+    assert not read["linked_same_inode"]
+    assert read["linked_nlink"] == 1
     assert read["linked_basename"].endswith(".txt")
     # mutable=True gives a private copy
     assert read["copy_content"] == "from scratch\n"

@@ -313,3 +313,24 @@ def test_internal_jobs_are_hidden_and_tool_runs_shown(docs: Path) -> None:
     for kind, count in (("CWLWorkflow", 1), ("CWLScatter", 2), ("CWLGather", 2), ("CWLStep", 1)):
         assert every[kind]["count"] == count and every[kind]["hidden"], (kind, every.get(kind))
     assert set(stats()) == {"CWLJob"}
+
+
+CHANGES_INPUT_TOOL = """
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c, 'echo changed >> "$0"']
+inputs:
+  f: {type: File, inputBinding: {position: 1}}
+outputs: {}
+"""
+
+
+def test_tool_changing_its_input_fails_and_leaves_the_input(docs: Path) -> None:
+    """cwltool without a container lets the tool change the user's file; flow fails the step
+    (as in a container, where inputs are read-only) and the input is untouched."""
+    (docs / "changes.cwl").write_text(textwrap.dedent(CHANGES_INPUT_TOOL))
+    (docs / "in.txt").write_text("original\n")
+    (docs / "job.json").write_text(json.dumps({"f": {"class": "File", "location": "in.txt"}}))
+    result = flow_cwl("changes.cwl", "job.json", cwd=docs)
+    _assert_clean_error(result, 1, "changed its input file in.txt", "InplaceUpdateRequirement")
+    assert (docs / "in.txt").read_text() == "original\n"

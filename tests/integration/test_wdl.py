@@ -268,3 +268,23 @@ def test_task_in_podman(tmp_path: Path, wdl_cache: Path) -> None:
     assert got == {"wf.out": "container"}
     got = outputs(flow_wdl("img.wdl", "--container", "none", cwd=tmp_path, cache=wdl_cache))
     assert got == {"wf.out": "host"}
+
+
+CHANGES_INPUT = """
+version 1.0
+task t {
+  input { File f }
+  command <<< echo changed >> ~{f} >>>
+  output { String s = "done" }
+}
+"""
+
+
+def test_task_changing_its_input_fails_and_leaves_the_input(tmp_path: Path, wdl_cache: Path) -> None:
+    """miniwdl mounts task inputs read-only, so such a command fails there too."""
+    (tmp_path / "t.wdl").write_text(CHANGES_INPUT)
+    (tmp_path / "in.txt").write_text("original\n")
+    (tmp_path / "in.json").write_text(json.dumps({"t.f": str(tmp_path / "in.txt")}))
+    result = flow_wdl("t.wdl", "in.json", cwd=tmp_path, cache=wdl_cache)
+    clean_error(result, "call t failed", "changed its input file in.txt", "read-only")
+    assert (tmp_path / "in.txt").read_text() == "original\n"
