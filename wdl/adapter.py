@@ -463,6 +463,41 @@ class TaskDirs:
     def writes(self) -> str:
         return os.path.join(self.root, "write_")
 
+    @property
+    def inputs(self) -> str:
+        return os.path.join(self.root, "inputs")
+
+    def outside(self, path: str) -> bool:
+        """Whether ``path`` (absolute, or relative to the working directory) leaves the task's
+        own files (its working directory, localized inputs, write_* files, stdout and stderr),
+        by ``..``, as an absolute path elsewhere, or through a symlink. Like miniwdl's check of
+        output paths: without it, ``File o = "/etc/passwd"`` would copy a host file out."""
+        full = os.path.normpath(os.path.join(self.work, path))
+        real = os.path.realpath(full)
+        tops = [self.work, self.inputs, self.writes]
+        files = [self.stdout, self.stderr]
+        as_written = (any(_within(full, t) or _within(full, os.path.realpath(t)) for t in tops)
+                      or full in files or full in map(os.path.realpath, files))
+        resolved = (any(_within(real, os.path.realpath(t)) for t in tops)
+                    or real in map(os.path.realpath, files))
+        return not (as_written and resolved)
+
+
+    def shown(self, path: str) -> str:
+        """``path`` for a message: relative to the working directory when in it, and where it
+        leads when it is a symlink."""
+        full = os.path.normpath(os.path.join(self.work, path))
+        if not _within(full, self.work):
+            return path
+        text = os.path.relpath(full, self.work)
+        real = os.path.realpath(full)
+        linked = real != os.path.normpath(os.path.join(os.path.realpath(self.work), text))
+        return f"{text} (a link to {real})" if linked and os.path.exists(full) else text
+
+
+def _within(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
 
 class _TaskStdLib(WDL.StdLib.Base):
     """The standard library inside a task: files are local paths (the same in a container)."""
@@ -478,6 +513,8 @@ class _TaskStdLib(WDL.StdLib.Base):
 
     def _devirtualize_filename(self, filename: str) -> str:
         path = self._local(filename)
+        if self._dirs.outside(path):  # as miniwdl: a task reads only its own and input files
+            raise WDL.Error.InputError(f"{filename} is outside the task's working directory")
         if not os.path.exists(path):
             raise WDL.Error.InputError(f"no such file: {filename}")
         return path
@@ -547,6 +584,10 @@ class TaskContext:
 
     def _check_output_paths(self, decl: Any, value: Any) -> Any:
         def local(v: Any) -> str | None:
+            if self.dirs.outside(v.value):
+                raise WDLError(f"task {self.name}: output {decl.name}: {self.dirs.shown(v.value)} is "
+                               "outside the task's working directory (an output must be a file the "
+                               "task made in it, or one of its inputs)")
             path = self.stdlib._local(v.value)
             ok = os.path.isdir(path) if isinstance(v, WDL.Value.Directory) else os.path.isfile(path)
             return path if ok else None

@@ -151,7 +151,7 @@ class WDLTaskJob(Job):
     def _run(self, fileStore: FileStore) -> adapter.Values:
         dirs = adapter.TaskDirs(fileStore.getLocalTempDir())
         os.makedirs(dirs.work)
-        localizer = files.Localizer(fileStore, os.path.join(dirs.root, "inputs"))
+        localizer = files.Localizer(fileStore, dirs.inputs)
         task = adapter.TaskContext(self.ref, dirs)
         task.bind_inputs(adapter.map_paths(self.inputs, localizer))
         runtime = task.runtime()

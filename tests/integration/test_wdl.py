@@ -268,3 +268,87 @@ def test_task_in_podman(tmp_path: Path, wdl_cache: Path) -> None:
     assert got == {"wf.out": "container"}
     got = outputs(flow_wdl("img.wdl", "--container", "none", cwd=tmp_path, cache=wdl_cache))
     assert got == {"wf.out": "host"}
+
+
+# ---- outputs that leave the task's directory (issue 18) -------------------------------------
+ESCAPE = """
+version 1.1
+task t {
+  input { String secret  String p }
+  command <<<
+    echo made > ok.txt
+    ln -s ok.txt ok-link
+    ln -s ~{secret} link
+    echo leaked > ../x
+    mkdir d
+    ln -s ~{secret} d/s.txt
+    echo fine > d/fine.txt
+  >>>
+  output {
+    File? o = if p == "glob" then None else p
+    Array[File] g = if p == "glob" then glob("d/*.txt") else []
+  }
+}
+"""
+
+
+def _escape_run(tmp_path: Path, wdl_cache: Path, p: str, *extra: str, doc: str = ESCAPE) -> tuple[
+        subprocess.CompletedProcess[str], Path, str]:
+    secret = tmp_path / "host-secret.txt"
+    token = f"host-secret-{os.getpid()}-{p}"
+    secret.write_text(token + "\n")
+    (tmp_path / "esc.wdl").write_text(doc)
+    (tmp_path / "in.json").write_text(json.dumps({"t.secret": str(secret), "t.p": p}))
+    result = flow_wdl("esc.wdl", "in.json", "-o", "out", *extra, cwd=tmp_path, cache=wdl_cache)
+    return result, tmp_path / "out", token
+
+
+def _exported_texts(outdir: Path) -> list[str]:
+    return [f.read_text() for f in outdir.rglob("*") if f.is_file()] if outdir.exists() else []
+
+
+@pytest.mark.parametrize(("p", "shown"), [
+    ("/etc/hostname", "/etc/hostname"),
+    ("../x", "../x"),
+    ("link", "link (a link to "),
+    ("glob", "d/s.txt (a link to "),
+])
+def test_output_outside_the_task_directory_is_refused(tmp_path: Path, wdl_cache: Path, p: str,
+                                                      shown: str) -> None:
+    if p == "/etc/hostname" and not os.path.isfile(p):
+        pytest.skip("no /etc/hostname here")
+    result, outdir, token = _escape_run(tmp_path, wdl_cache, p)
+    clean_error(result, "call t failed", "task t: output ", shown, "outside the task's working directory")
+    assert result.returncode == 1
+    name = "g" if p == "glob" else "o"
+    assert f"output {name}: {shown}" in result.stderr
+    assert result.stdout == ""
+    texts = _exported_texts(outdir)
+    assert not any(token in t or "leaked" in t for t in texts), texts
+    if p == "/etc/hostname":
+        hostname = Path(p).read_text()
+        assert hostname not in texts
+
+
+@pytest.mark.parametrize("p", ["ok.txt", "ok-link"])
+def test_output_inside_the_task_directory_works(tmp_path: Path, wdl_cache: Path, p: str) -> None:
+    result, outdir, token = _escape_run(tmp_path, wdl_cache, p)
+    got = outputs(result)
+    assert Path(got["t.o"]).read_text() == "made\n"
+    assert Path(got["t.o"]).is_relative_to(outdir)
+    assert got["t.g"] == []
+    assert not any(token in t for t in _exported_texts(outdir))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _podman_image("ubuntu:22.04"), reason="no podman with a local ubuntu:22.04")
+@pytest.mark.parametrize(("p", "shown"), [("/etc/hostname", "/etc/hostname"), ("link", "link (a link to "),
+                                          ("glob", "d/s.txt (a link to "), ("ok-link", "")])
+def test_output_paths_checked_in_a_container(tmp_path: Path, wdl_cache: Path, p: str, shown: str) -> None:
+    doc = ESCAPE.replace("  command <<<", '  runtime { docker: "ubuntu:22.04" }\n  command <<<')
+    result, outdir, token = _escape_run(tmp_path, wdl_cache, p, "--container", "podman", doc=doc)
+    if not shown:
+        assert Path(outputs(result)["t.o"]).read_text() == "made\n"
+        return
+    clean_error(result, f"task t: output {'g' if p == 'glob' else 'o'}: {shown}", "outside")
+    assert not any(token in t for t in _exported_texts(outdir))
