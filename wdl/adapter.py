@@ -212,8 +212,14 @@ def to_json(values: Values, namespace: str) -> dict[str, Any]:
         raise WDLError(f"cannot write the outputs as JSON: {exc}") from None
 
 
-def detach(v: Any) -> Any:
-    """A copy of a value without references to the expressions that made it (pickles small)."""
+def map_strings(values: Values, fn: Callable[[str], str]) -> Values:
+    """Rewrite every String (``fn(text)``), map keys included."""
+    return {name: detach(v, fn) for name, v in values.items()}
+
+
+def detach(v: Any, text: Callable[[str], str] | None = None) -> Any:
+    """A copy of a value without references to the expressions that made it (pickles small),
+    its Strings rewritten by ``text`` if given."""
     V = WDL.Value
     if isinstance(v, V.Null):
         return V.Null()
@@ -222,7 +228,7 @@ def detach(v: Any) -> Any:
     if isinstance(v, V.File):
         return V.File(v.value)
     if isinstance(v, V.String):
-        return V.String(v.value)
+        return V.String(v.value if text is None else text(v.value))
     if isinstance(v, V.Boolean):
         return V.Boolean(v.value)
     if isinstance(v, V.Int):
@@ -230,14 +236,14 @@ def detach(v: Any) -> Any:
     if isinstance(v, V.Float):
         return V.Float(v.value)
     if isinstance(v, V.Array):
-        return V.Array(v.type.item_type, [detach(x) for x in v.value])
+        return V.Array(v.type.item_type, [detach(x, text) for x in v.value])
     if isinstance(v, V.Map):
-        return V.Map(v.type.item_type, [(detach(k), detach(x)) for k, x in v.value])
+        return V.Map(v.type.item_type, [(detach(k, text), detach(x, text)) for k, x in v.value])
     if isinstance(v, V.Pair):
         left, right = v.value
-        return V.Pair(v.type.left_type, v.type.right_type, (detach(left), detach(right)))
+        return V.Pair(v.type.left_type, v.type.right_type, (detach(left, text), detach(right, text)))
     if isinstance(v, V.Struct):
-        return V.Struct(v.type, {k: detach(x) for k, x in v.value.items()}, extra=set(v.extra))
+        return V.Struct(v.type, {k: detach(x, text) for k, x in v.value.items()}, extra=set(v.extra))
     raise WDLError(f"unexpected WDL value {v!r}")
 
 

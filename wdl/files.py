@@ -1,9 +1,12 @@
 """WDL File values moving through flow's file store.
 
-Between jobs a File is ``flowfile:<quoted file id>/<folder key>/<basename>``: the file store id,
-a key naming the folder the file came from (files of one task output folder, or of one input
-folder, share it, so that a task sees them side by side as WDL's sibling files), and the name
-the file has wherever it is materialised. ``basename()`` of such a value is the file's name. A job
+Between jobs a File is ``flowfile:<quoted file id>/<folder key>~<length>/<basename>``: the file
+store id, a key naming the folder the file came from (files of one task output folder, or of one
+input folder, share it, so that a task sees them side by side as WDL's sibling files), and the
+name the file has wherever it is materialised. ``basename()`` of such a value is the file's name;
+the length of the name lets :func:`replace_uris` find the URI inside a String that a File became
+(coerced or interpolated), so that a task sees its local path there and the final outputs a host
+path, never the URI. A job
 materialises its input files as real local files (hard links where possible) and stores its
 output files back; the leader imports the run's input files and exports the final outputs. No
 host path passes between jobs, so the same run works on any batch system.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,18 +40,29 @@ class FileRef:
 
     @property
     def uri(self) -> str:
-        return f"{FLOW_FILE}{urllib.parse.quote(self.file_id, safe='')}/{self.folder}/{self.basename}"
+        quoted = urllib.parse.quote(self.file_id, safe="")
+        return f"{FLOW_FILE}{quoted}/{self.folder}~{len(self.basename)}/{self.basename}"
+
+
+_URI_HEAD = re.compile(FLOW_FILE + r"([^/\s]+)/([^/~\s]+)~([0-9]+)/")
 
 
 def parse(uri: str) -> FileRef | None:
     """The parts of a ``flowfile:`` URI, or None for anything else."""
-    if not uri.startswith(FLOW_FILE):
+    match = _URI_HEAD.match(uri)
+    if match is None or len(uri) != match.end() + int(match.group(3)):
         return None
-    try:
-        quoted, folder, basename = uri[len(FLOW_FILE):].split("/", 2)
-    except ValueError:
-        return None
-    return FileRef(urllib.parse.unquote(quoted), folder, basename)
+    return FileRef(urllib.parse.unquote(match.group(1)), match.group(2), uri[match.end():])
+
+
+def replace_uris(text: str, fn: Callable[[str], str]) -> str:
+    """``text`` with each ``flowfile:`` URI in it replaced by ``fn(uri)``."""
+    out, pos = [], 0
+    while (match := _URI_HEAD.search(text, pos)) is not None:
+        end = match.end() + int(match.group(3))
+        out += [text[pos:match.start()], fn(text[match.start():end])]
+        pos = end
+    return "".join(out) + text[pos:] if out else text
 
 
 def folder_key(*parts: str) -> str:
@@ -66,6 +81,7 @@ class Importer:
         self.import_file = import_file
         self.search = search
         self._done: dict[str, str] = {}
+        self.origins: dict[str, str] = {}  # URI: the host path it was imported from
 
     def __call__(self, value: str, is_directory: bool) -> str:
         if is_directory:
@@ -85,8 +101,10 @@ class Importer:
         for candidate in candidates:
             if os.path.isfile(candidate):
                 real = os.path.abspath(candidate)
-                return FileRef(self.import_file(real), folder_key(os.path.dirname(real)),
-                               os.path.basename(real)).uri
+                uri = FileRef(self.import_file(real), folder_key(os.path.dirname(real)),
+                              os.path.basename(real)).uri
+                self.origins[uri] = real
+                return uri
         raise WDLFileError(f"input file {value} does not exist (looked in {', '.join(self.search) or '/'})")
 
 

@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ref = adapter.ExeRef(uri)
         exe = adapter.resolve(ref)
         name = str(exe.name)
+        origins: dict[str, str] = {}  # imported files' URIs: their host paths
         if args.restart:
             outputs = flow.restart()
         else:
@@ -133,8 +134,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             root = (WDLWorkflowJob(Frame(ref, settings, "", name), inputs) if adapter.is_workflow(exe)
                     else WDLTaskJob(ref, inputs, name, "", settings))
             outputs = flow.start(root)
+            origins = importer.origins
         outdir = args.output_directory or os.path.join(os.getcwd(), f"wdl-out-{uuid.uuid4().hex[:8]}")
-        exported = adapter.map_paths(outputs, files.Exporter(flow.jobStore, outdir))
+        exporter = files.Exporter(flow.jobStore, outdir)
+        exported = adapter.map_paths(outputs, exporter)
+        # A File that became a String is the host path it came from, or its exported copy.
+        exported = adapter.map_strings(exported, lambda text: files.replace_uris(
+            text, lambda uri: origins.get(uri) or exporter(uri, False)))
         return adapter.to_json(exported, name)
 
 

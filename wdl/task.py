@@ -153,7 +153,10 @@ class WDLTaskJob(Job):
         os.makedirs(dirs.work)
         localizer = files.Localizer(fileStore, dirs.inputs)
         task = adapter.TaskContext(self.ref, dirs)
-        task.bind_inputs(adapter.map_paths(self.inputs, localizer))
+        inputs = adapter.map_paths(self.inputs, localizer)
+        # A File that became a String (coerced, interpolated) names the file here too.
+        task.bind_inputs(adapter.map_strings(inputs, lambda text: files.replace_uris(
+            text, lambda uri: localizer(uri, False))))
         runtime = task.runtime()
         command_file = os.path.join(dirs.root, "command")
         with open(command_file, "w") as handle:

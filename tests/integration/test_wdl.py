@@ -352,3 +352,52 @@ def test_output_paths_checked_in_a_container(tmp_path: Path, wdl_cache: Path, p:
         return
     clean_error(result, f"task t: output {'g' if p == 'glob' else 'o'}: {shown}", "outside")
     assert not any(token in t for t in _exported_texts(outdir))
+
+
+# ---- a File that becomes a String (issue 20) ------------------------------------------------
+FILE_TO_STRING = """
+version 1.0
+workflow wf {
+  input { File f }
+  call count { input: s = f, t = "~{f}", many = [f] }
+  call make
+  String made = make.out
+  output {
+    String n = count.n
+    String echoed = count.echoed
+    String path = f
+    String interpolated = "file: ~{f}"
+    String made_path = made
+  }
+}
+task count {
+  input { String s  String t  Array[String] many }
+  command <<<
+    echo "~{s} ~{t} ~{sep=' ' many}" > seen.txt
+    cat ~{s} ~{t} ~{sep=' ' many} | wc -l
+  >>>
+  output {
+    String n = read_string(stdout())
+    String echoed = read_string("seen.txt")
+  }
+}
+task make {
+  command <<< echo made > m.txt >>>
+  output { File out = "m.txt" }
+}
+"""
+
+
+def test_file_as_string_is_a_path(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "wf.wdl").write_text(FILE_TO_STRING)
+    (tmp_path / "f.txt").write_text("a\nb\n")
+    (tmp_path / "in.json").write_text(json.dumps({"wf.f": "f.txt"}))
+    result = flow_wdl("wf.wdl", "in.json", "-o", "out", cwd=tmp_path, cache=wdl_cache)
+    got = outputs(result)
+    assert "flowfile:" not in result.stdout + result.stderr
+    assert got["wf.n"] == "6"  # the command read the file through each String
+    assert "flowfile:" not in got["wf.echoed"] and got["wf.echoed"].count("f.txt") == 3
+    assert got["wf.path"] == str(tmp_path / "f.txt")  # as miniwdl: the input's host path
+    assert got["wf.interpolated"] == f"file: {tmp_path / 'f.txt'}"
+    assert Path(got["wf.made_path"]).read_text() == "made\n"
+    assert Path(got["wf.made_path"]).is_relative_to(tmp_path / "out")
