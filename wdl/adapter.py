@@ -10,14 +10,18 @@ without references into the syntax tree, so that they pickle small), and file pa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
+import io
 import os
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import WDL
+import WDL.CLI
 
 from flow.core.exceptions import FlowError
 from flow.wdl import doccache
@@ -84,13 +88,8 @@ def load(uri: str) -> Any:
     cached = doccache.read(uri, WDL.__file__ or "")
     if cached is not None:
         return cached
-    try:
+    with _reading(uri):
         doc = WDL.load(uri, path=[])
-    except (WDL.Error.SyntaxError, WDL.Error.ValidationError, WDL.Error.MultipleValidationErrors,
-            WDL.Error.ImportError) as exc:
-        raise WDLError(f"{uri} is not valid WDL:\n{describe(exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WDLError(f"cannot read {uri}: {exc}") from None
     doccache.write(uri, WDL.__file__ or "", doc, _sources(doc))
     return doc
 
@@ -113,25 +112,35 @@ def _sources(doc: Any) -> list[str] | None:
 @dataclass(frozen=True)
 class ExeRef:
     """A task or workflow: its document, and the call node ids leading to it from the document's
-    workflow (empty: the document's workflow, or its only task)."""
+    workflow (empty: the document's workflow, or its only task); or the task named ``task``."""
 
     uri: str
     calls: tuple[str, ...] = ()
+    task: str = ""
 
     def child(self, call_id: str) -> ExeRef:
         return ExeRef(self.uri, (*self.calls, call_id))
 
 
-def _main_exe(doc: Any, uri: str) -> Any:
+def _main_exe(doc: Any, uri: str, task: str) -> Any:
+    tasks = ", ".join(str(t.name) for t in doc.tasks)
+    if task:
+        found = next((t for t in doc.tasks if t.name == task), None)
+        if found is None:
+            raise WDLError(f"{uri} has no task {task} (its tasks: {tasks or 'none'})")
+        return found
     if doc.workflow is not None:
         return doc.workflow
     if len(doc.tasks) == 1:
         return doc.tasks[0]
-    raise WDLError(f"{uri} has no workflow and {len(doc.tasks)} tasks: nothing to run")
+    if not doc.tasks:
+        raise WDLError(f"{uri} has neither a workflow nor a task: nothing to run")
+    raise WDLError(f"{uri} has no workflow and {len(doc.tasks)} tasks: name the one to run with "
+                   f"--task NAME (its tasks: {tasks})")
 
 
 def resolve(ref: ExeRef) -> Any:
-    exe = _main_exe(load(ref.uri), ref.uri)
+    exe = _main_exe(load(ref.uri), ref.uri, ref.task)
     for call_id in ref.calls:
         exe = _nodes(exe)[call_id].callee
     return exe
@@ -176,7 +185,61 @@ def read_inputs(ref: ExeRef, data: dict[str, Any]) -> Values:
         env = WDL.values_from_json(data, exe.available_inputs, exe.required_inputs, namespace=exe.name)
     except WDL.Error.InputError as exc:
         raise WDLError(f"bad inputs for {exe.name}: {exc}") from None
+    except RecursionError:
+        raise WDLError(f"the inputs for {exe.name} nest too deeply") from None
     return {b.name: detach(b.value) for b in env}
+
+
+def command_line_inputs(ref: ExeRef, data: dict[str, Any], pairs: list[str], empty: list[str],
+                        none: list[str]) -> dict[str, Any]:
+    """The inputs JSON with miniwdl's command-line inputs (``name=value`` pairs, repeated for
+    arrays; ``--empty NAME``, ``--none NAME``) over it, as ``miniwdl run`` reads them."""
+    exe = resolve(ref)
+    if not (pairs or empty or none):
+        return data
+
+    def named(key: str) -> str:  # both spellings, "wf.x" and "x", as "wf.x"
+        return key if key.startswith((f"{exe.name}.", "#")) else f"{exe.name}.{key}"
+
+    merged = {named(k): v for k, v in data.items()}
+    try:
+        # miniwdl prints the task's inputs on a bad pair; flow's error names the pair instead
+        with contextlib.redirect_stderr(io.StringIO()):
+            _, _, given = WDL.CLI.runner_input(
+                load(ref.uri), pairs, None, empty, none, task=ref.task or None,
+                check_required=False, downloadable=lambda path, directory: True)
+    except (WDL.Error.InputError, ValueError) as exc:
+        raise WDLError(f"bad command-line inputs for {exe.name}: {exc}") from None
+    except RecursionError:
+        raise WDLError(f"command-line inputs for {exe.name} nest too deeply") from None
+    merged.update({named(k): v for k, v in given.items()})
+    return merged
+
+
+def check_document(uri: str, strict: bool, suppress: str | None) -> None:
+    """``miniwdl check``: print the document's outline with lint warnings (exit 2 if ``strict``
+    and there are warnings)."""
+    with _reading(uri):
+        WDL.CLI.check(uri=[uri], strict=strict, suppress=suppress)
+
+
+@contextlib.contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """miniwdl's errors in loading ``uri`` as one-paragraph WDLErrors."""
+    try:
+        yield
+    except (WDL.Error.SyntaxError, WDL.Error.ValidationError, WDL.Error.MultipleValidationErrors,
+            WDL.Error.ImportError) as exc:
+        raise WDLError(f"{uri} is not valid WDL:\n{describe(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WDLError(f"cannot read {uri}: {exc}") from None
+    except RecursionError:
+        raise WDLError(_too_deep(uri)) from None
+
+
+def _too_deep(uri: str) -> str:
+    return (f"{uri} nests expressions deeper than miniwdl can parse (Python's recursion limit, "
+            f"{sys.getrecursionlimit()})")
 
 
 def map_paths(values: Values, fn: Callable[[str, bool], str | None]) -> Values:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -401,3 +402,101 @@ def test_file_as_string_is_a_path(tmp_path: Path, wdl_cache: Path) -> None:
     assert got["wf.interpolated"] == f"file: {tmp_path / 'f.txt'}"
     assert Path(got["wf.made_path"]).read_text() == "made\n"
     assert Path(got["wf.made_path"]).is_relative_to(tmp_path / "out")
+
+
+# ---- miniwdl's command line (issue 20) ------------------------------------------------------
+TASK_LIBRARY = """
+version 1.0
+task up {
+  input { String s  Array[Int] n = [] }
+  command <<< echo "~{s} ~{sep=',' n}" | tr a-z A-Z >>>
+  output { String o = read_string(stdout()) }
+}
+task count {
+  input { File f }
+  command <<< wc -l < ~{f} >>>
+  output { Int n = read_int(stdout()) }
+}
+"""
+
+
+def test_task_option_runs_one_task_of_a_library(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "lib.wdl").write_text(TASK_LIBRARY)
+    (tmp_path / "f.txt").write_text("1\n2\n3\n")
+    clean_error(flow_wdl("lib.wdl", cwd=tmp_path, cache=wdl_cache), "--task NAME", "up, count")
+    got = outputs(flow_wdl("lib.wdl", "--task", "up", "s=hello", "n=1", "n=2", cwd=tmp_path, cache=wdl_cache))
+    assert got == {"up.o": "HELLO 1,2"}
+    got = outputs(flow_wdl("lib.wdl", "--task", "count", "f=f.txt", cwd=tmp_path, cache=wdl_cache))
+    assert got == {"count.n": 3}
+    clean_error(flow_wdl("lib.wdl", "--task", "nope", cwd=tmp_path, cache=wdl_cache), "no task nope", "up, count")
+    # a document with a workflow: --task runs the task instead
+    (tmp_path / "hello.wdl").write_text(HELLO)
+    got = outputs(flow_wdl("hello.wdl", "--task", "hello", "who=task", cwd=tmp_path, cache=wdl_cache))
+    assert got == {"hello.out": "hello task"}
+
+
+def test_key_value_and_inline_json_inputs(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "hello.wdl").write_text(HELLO)
+    run = lambda *args: flow_wdl("hello.wdl", *args, cwd=tmp_path, cache=wdl_cache)  # noqa: E731
+    assert outputs(run("who=pairs")) == {"wf.out": "hello pairs"}
+    assert outputs(run("who=", "two words")) == {"wf.out": "hello two words"}  # miniwdl's "x=" "y"
+    assert outputs(run('{"wf.who": "inline"}')) == {"wf.out": "hello inline"}
+    assert outputs(run("-i", '{"who": "short name"}')) == {"wf.out": "hello short name"}
+    (tmp_path / "in.json").write_text(json.dumps({"wf.who": "file"}))
+    assert outputs(run("in.json")) == {"wf.out": "hello file"}
+    assert outputs(run("in.json", "who=wins")) == {"wf.out": "hello wins"}  # as miniwdl: pairs win
+    assert outputs(run("--empty", "who")) == {"wf.out": "hello "}
+    clean_error(run("nobody=1"), "No such input to wf: nobody")
+    clean_error(run('{"wf.who": '), "inline JSON inputs are not valid JSON")
+
+
+def test_check_and_version(tmp_path: Path, wdl_cache: Path) -> None:
+    def check(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "flow.wdl.main", "check", name], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    (tmp_path / "lib.wdl").write_text(TASK_LIBRARY)
+    result = check("lib.wdl")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["lib.wdl", "task", "count", "task", "up"]
+    (tmp_path / "bad.wdl").write_text("version 1.0\nworkflow wf {\n  Int z = [1]\n}\n")
+    clean_error(check("bad.wdl"), "bad.wdl:3:11")
+    result = flow_wdl("--version", cwd=tmp_path, cache=wdl_cache)
+    assert result.returncode == 0, result.stderr
+    from importlib.metadata import version
+    for package in ("flow", "cwltool", "miniwdl"):
+        assert f"{package} {version(package)}" in result.stdout
+
+
+def test_failure_reported_once_and_resume_hint_works(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "fail.wdl").write_text(FAILING)
+    result = flow_wdl("fail.wdl", "--jobStore", "js", cwd=tmp_path, cache=wdl_cache)
+    clean_error(result, "exit code 3")
+    assert result.stderr.count("the disk is on fire") == 1, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert error_lines and all("exit code 3" in line and "exit code 1" not in line for line in error_lines)
+    hint = result.stderr.rsplit("resume with: ", 1)[1].strip().removesuffix(")")
+    words = shlex.split(hint)
+    assert words[0] == "flow-wdl" and "--restart" in words and words[words.index("--jobStore") + 1] == "js"
+    (tmp_path / "fail.wdl").write_text(FAILING.replace("exit 3", "exit 0"))
+    env = {**os.environ, "FLOW_WDL_CACHE": str(wdl_cache)}
+    resumed = subprocess.run([sys.executable, "-m", "flow.wdl.main", *words[1:]], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert outputs(resumed) == {"wf.x": 1}
+
+
+def test_empty_documents_and_absurd_nesting(tmp_path: Path, wdl_cache: Path) -> None:
+    for text in ("", "version 1.0\n"):
+        (tmp_path / "empty.wdl").write_text(text)
+        clean_error(flow_wdl("empty.wdl", cwd=tmp_path, cache=wdl_cache), "neither a workflow nor a task")
+    (tmp_path / "hello.wdl").write_text(HELLO)
+    (tmp_path / "deep.json").write_text('{"wf.who": ' + "[" * 10000 + "]" * 10000 + "}")
+    result = flow_wdl("hello.wdl", "deep.json", cwd=tmp_path, cache=wdl_cache)
+    clean_error(result, "deep.json nest deeper")
+    assert len(result.stderr.splitlines()) == 1
+    n = 10000
+    (tmp_path / "deep.wdl").write_text(
+        "version 1.0\nworkflow w {\n  Int x = length(" + "[" * n + "1" + "]" * n + ")\n}\n")
+    result = flow_wdl("deep.wdl", cwd=tmp_path, cache=wdl_cache)
+    clean_error(result, "deep.wdl nests expressions deeper")
+    assert len(result.stderr.splitlines()) == 1
