@@ -21,6 +21,7 @@ from flow.core.exceptions import FlowError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.wdl import adapter, files
+from flow.wdl.taskdirs import TaskDirs
 
 GB = 1000**3
 STDERR_TAIL_LINES = 20
@@ -149,7 +150,7 @@ class WDLTaskJob(Job):
         return {prefix + name: value for name, value in outputs.items()}
 
     def _run(self, fileStore: FileStore) -> adapter.Values:
-        dirs = adapter.TaskDirs(fileStore.getLocalTempDir())
+        dirs = TaskDirs(fileStore.getLocalTempDir())
         os.makedirs(dirs.work)
         localizer = files.Localizer(fileStore, dirs.inputs)
         task = adapter.TaskContext(self.ref, dirs)
@@ -170,7 +171,7 @@ class WDLTaskJob(Job):
         return adapter.map_paths(outputs, uploader)
 
 
-def execute(command_file: str, dirs: adapter.TaskDirs, image: str | None, settings: RunSettings) -> int:
+def execute(command_file: str, dirs: TaskDirs, image: str | None, settings: RunSettings) -> int:
     """Run the command file with bash in the working directory; its exit code."""
     argv = container_argv(settings.container, image, dirs, command_file) if image and settings.container \
         else ["bash", command_file]
@@ -182,7 +183,7 @@ def execute(command_file: str, dirs: adapter.TaskDirs, image: str | None, settin
             raise WDLTaskError(f"cannot run {argv[0]}: {exc}") from None
 
 
-def container_argv(engine: str, image: str, dirs: adapter.TaskDirs, command_file: str) -> list[str]:
+def container_argv(engine: str, image: str, dirs: TaskDirs, command_file: str) -> list[str]:
     """The command that runs ``command_file`` in ``image``, the task folder at the same path."""
     root = dirs.root
     if engine == "singularity":
@@ -193,7 +194,7 @@ def container_argv(engine: str, image: str, dirs: adapter.TaskDirs, command_file
             "--entrypoint", "/bin/bash", image, command_file]
 
 
-def failure_message(code: int, accepted: set[int], dirs: adapter.TaskDirs) -> str:
+def failure_message(code: int, accepted: set[int], dirs: TaskDirs) -> str:
     allowed = ", ".join(str(c) for c in sorted(accepted))
     tail = ""
     try:
