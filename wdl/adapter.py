@@ -88,11 +88,80 @@ def load(uri: str) -> Any:
     workflow)."""
     cached = doccache.read(uri, WDL.__file__ or "")
     if cached is not None:
+        _check_string_coercions(cached)
         return cached
     with _reading(uri):
         doc = WDL.load(uri, path=[])
+    _check_string_coercions(doc)
     doccache.write(uri, WDL.__file__ or "", doc, _sources(doc))
     return doc
+
+
+_COMPOUND = (WDL.Type.Array, WDL.Type.Map, WDL.Type.Pair, WDL.Type.StructInstance, WDL.Type.Object)
+
+
+def _check_string_coercions(doc: Any) -> None:
+    """Refuse an Array, Map, Pair, struct or object where a String is expected (a declaration,
+    a call input, an array literal's item). WDL 1.0 and 1.1 coerce only primitive values to
+    String; miniwdl accepts these with a StringCoercion lint warning and uses the value's JSON,
+    an answer the spec does not give (the conformance test array_coerce expects a failure)."""
+    bad: list[tuple[str, int, int, str]] = []
+
+    def wanted(expected: Any, expr: Any, what: str) -> None:
+        if isinstance(expected, WDL.Type.String) and isinstance(expr.type, _COMPOUND):
+            bad.append((expr.pos.uri, expr.pos.line, expr.pos.column,
+                        f"{_where(expr.pos)}: {what} is a String, but the value is {expr.type}"))
+
+    def visit(expr: Any) -> None:
+        stack = [expr] if expr is not None else []
+        while stack:
+            e = stack.pop()
+            if isinstance(e, WDL.Expr.Array) and isinstance(e.type, WDL.Type.Array):
+                for item in e.items:
+                    wanted(e.type.item_type, item, "the array's item type")
+            stack.extend(c for c in e.children if isinstance(c, WDL.Expr.Base))
+
+    for node in _all_nodes(doc):
+        if isinstance(node, WDL.Tree.Decl) and node.expr is not None:
+            wanted(node.type, node.expr, f"{node.name}'s type")
+            visit(node.expr)
+        elif isinstance(node, WDL.Tree.Call):
+            callee = node.callee.available_inputs
+            for name, expr in node.inputs.items():
+                if name in callee:
+                    wanted(callee[name].type, expr, f"input {name} of call {node.name}")
+                visit(expr)
+        elif isinstance(node, WDL.Tree.WorkflowSection):
+            visit(node.expr)
+        elif isinstance(node, WDL.Tree.Task):
+            visit(node.command)
+            for expr in node.runtime.values():
+                visit(expr)
+    if bad:
+        raise WDLError("a compound value cannot become a String in WDL (miniwdl turns it into "
+                       "JSON text; write_json() says so explicitly):\n"
+                       + "\n".join(b[3] for b in sorted(bad)))
+
+
+def _documents(doc: Any) -> Iterator[Any]:
+    """A document and those it imports, each once."""
+    stack, seen = [doc], set()
+    while stack:
+        d = stack.pop()
+        if id(d) not in seen:
+            seen.add(id(d))
+            stack.extend(imp.doc for imp in d.imports if imp.doc is not None)
+            yield d
+
+
+def _all_nodes(doc: Any) -> Iterator[Any]:
+    """The tasks, declarations, calls and sections of a document and its imports."""
+    for d in _documents(doc):
+        for task in d.tasks:
+            yield task
+            yield from (*(task.inputs or []), *task.postinputs, *task.outputs)
+        if d.workflow is not None:
+            yield from _nodes(d.workflow).values()
 
 
 def _sources(doc: Any) -> list[str] | None:
@@ -704,14 +773,5 @@ def task_uses_container(ref: ExeRef) -> bool:
 
 def document_images(uri: str) -> bool:
     """Whether any task of the document (or its imports) names a container image."""
-    doc = load(uri)
-    stack, seen = [doc], set()
-    while stack:
-        d = stack.pop()
-        if id(d) in seen:
-            continue
-        seen.add(id(d))
-        if any(("docker" in t.runtime or "container" in t.runtime) for t in d.tasks):
-            return True
-        stack.extend(imp.doc for imp in d.imports if imp.doc is not None)
-    return False
+    return any(("docker" in t.runtime or "container" in t.runtime)
+               for d in _documents(load(uri)) for t in d.tasks)

@@ -500,3 +500,15 @@ def test_empty_documents_and_absurd_nesting(tmp_path: Path, wdl_cache: Path) -> 
     result = flow_wdl("deep.wdl", cwd=tmp_path, cache=wdl_cache)
     clean_error(result, "deep.wdl nests expressions deeper")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_compound_value_as_string_is_refused(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "wf.wdl").write_text(
+        'version 1.1\nworkflow w {\n  String s = [1]\n  output { File j = write_json([[1], "t"]) }\n}\n')
+    result = flow_wdl("wf.wdl", "-o", "out", cwd=tmp_path, cache=wdl_cache)
+    clean_error(result, "wf.wdl:3:14: s's type is a String, but the value is Array[Int]",
+                "wf.wdl:4:33: the array's item type is a String")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "ok.wdl").write_text(
+        'version 1.1\nworkflow w {\n  Array[String] a = ["x", "~{1}"]\n  output { String s = a[1] }\n}\n')
+    assert outputs(flow_wdl("ok.wdl", cwd=tmp_path, cache=wdl_cache)) == {"w.s": "1"}
