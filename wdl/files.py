@@ -15,6 +15,7 @@ host path passes between jobs, so the same run works on any batch system.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import urllib.parse
@@ -144,8 +145,10 @@ class Exporter:
 class StoreFiles:
     """Files of workflow-level expressions (read_*, write_*, size ...) in a job."""
 
-    def __init__(self, file_store: FileStore) -> None:
+    def __init__(self, file_store: FileStore, origins_id: str | None = None) -> None:
         self.file_store = file_store
+        self.origins_id = origins_id  # JSON {URI: host path} of the run's imported files
+        self._origins: dict[str, str] | None = None
         self._fetched: dict[str, str] = {}
         self._scratch: str | None = None
 
@@ -171,10 +174,36 @@ class StoreFiles:
         return path
 
     def store(self, path: str) -> str:
+        self._host_paths_in(path)
         file_id = self.file_store.writeGlobalFile(path)
         uri = FileRef(str(file_id), folder_key(self.file_store.job_id, path), os.path.basename(path)).uri
         self._fetched[uri] = path
         return uri
+
+
+    def _host_paths_in(self, path: str) -> None:
+        """Host paths, as miniwdl writes them, for the Files that became Strings in a file a
+        write_* function made: the run's inputs have one; a file a task made has none yet."""
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            text = handle.read()
+        if FLOW_FILE not in text:
+            return
+        if self._origins is None:
+            self._origins = {}
+            if self.origins_id:
+                with self.file_store.readGlobalFileStream(self.origins_id) as stream:
+                    self._origins = json.load(stream)
+        origins = self._origins
+
+        def host(uri: str) -> str:
+            if uri in origins:
+                return origins[uri]
+            raise WDLFileError(f"{uri.rsplit('/', 1)[-1]}, a file a task made, has no host path "
+                               "to write into a file in a workflow expression; call write_* in "
+                               "the command of the task that reads it instead")
+
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(replace_uris(text, host))
 
 
 class Localizer:

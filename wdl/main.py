@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -164,15 +165,24 @@ def read_input_json(sources: list[str]) -> tuple[dict[str, Any], list[str]]:
     return data, folders
 
 
-def _settings(args: argparse.Namespace, names_images: bool, flow: Flow) -> RunSettings:
+def _settings(args: argparse.Namespace, names_images: bool, flow: Flow,
+              origins: dict[str, str]) -> RunSettings:
     """The run's task settings. Requests are capped at what one job may have on the batch
     system (the machine here, as miniwdl caps them at the host's; a cluster's scheduler judges
-    for itself)."""
+    for itself). The imported files' host paths are stored once, for write_* functions."""
     from flow.wdl.task import RunSettings
 
     cores, memory, disk = flow.job_limits()
+    origins_id = None
+    if origins:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump(origins, handle)
+        try:
+            origins_id = str(flow.importFile(handle.name))
+        finally:
+            os.unlink(handle.name)
     return RunSettings(container=choose_container(args.container, names_images),
-                       max_cores=cores, max_memory=memory, max_disk=disk)
+                       max_cores=cores, max_memory=memory, max_disk=disk, origins=origins_id)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -201,7 +211,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             search = list(dict.fromkeys([os.getcwd(), *inputs_dirs, os.path.dirname(uri)]))
             importer = files.Importer(lambda url: str(flow.importFile(url)), search)
             inputs = adapter.map_paths(inputs, importer)
-            settings = _settings(args, adapter.document_images(uri), flow)
+            settings = _settings(args, adapter.document_images(uri), flow, importer.origins)
             root = (WDLWorkflowJob(Frame(ref, settings, "", name), inputs) if adapter.is_workflow(exe)
                     else WDLTaskJob(ref, inputs, name, "", settings))
             outputs = flow.start(root)
@@ -233,7 +243,7 @@ def job_summary(text: str) -> str | None:
 
 _PYTHON_REPORT = re.compile(r"^(Traceback \(most recent|[A-Za-z_][\w.]*(Error|Exception): )")
 _FAILED_JOB = re.compile(r"^(job .*? failed: )")
-_FAILED_CALL = re.compile(r"^call \S+ failed: (.*?)(; last lines of its stderr:|; its stderr is empty)?$")
+_FAILED_CALL = re.compile(r"^(?:call|workflow) \S+ failed: (.*?)(; last lines of its stderr:|; its stderr is empty)?$")
 
 
 def error_line(message: str, summary: str) -> str:

@@ -47,6 +47,8 @@ class RunSettings:
     max_cores: float | None = None
     max_memory: int | None = None
     max_disk: int | None = None
+    #: The stored JSON {file URI: host path} of the run's imported input files (None: none).
+    origins: str | None = None
 
 
 def parse_size(value: Any, default_unit: str = "") -> int | None:

@@ -512,3 +512,39 @@ def test_compound_value_as_string_is_refused(tmp_path: Path, wdl_cache: Path) ->
     (tmp_path / "ok.wdl").write_text(
         'version 1.1\nworkflow w {\n  Array[String] a = ["x", "~{1}"]\n  output { String s = a[1] }\n}\n')
     assert outputs(flow_wdl("ok.wdl", cwd=tmp_path, cache=wdl_cache)) == {"w.s": "1"}
+
+
+WRITE_LINES = """
+version 1.0
+workflow wf {
+  input { Array[File] fs  Boolean made = false }
+  if (made) {
+    call make
+  }
+  File list = write_lines(flatten([fs, select_all([make.out])]))
+  call cat_all { input: list = list }
+  output { String s = cat_all.s  String l = read_string(list) }
+}
+task make {
+  command <<< echo made > m.txt >>>
+  output { File out = "m.txt" }
+}
+task cat_all {
+  input { File list }
+  command <<< while read f; do cat "$f"; done < ~{list} >>>
+  output { String s = read_string(stdout()) }
+}
+"""
+
+
+def test_files_written_in_workflow_expressions_hold_host_paths(tmp_path: Path, wdl_cache: Path) -> None:
+    (tmp_path / "wf.wdl").write_text(WRITE_LINES)
+    (tmp_path / "a.txt").write_text("one\n")
+    (tmp_path / "b.txt").write_text("two\n")
+    got = outputs(flow_wdl("wf.wdl", "fs=a.txt", "fs=b.txt", cwd=tmp_path, cache=wdl_cache))
+    assert got == {"wf.l": f"{tmp_path / 'a.txt'}\n{tmp_path / 'b.txt'}", "wf.s": "one\ntwo"}
+    # a file a task made has no host path yet: refused, rather than writing flow's internal URI
+    result = flow_wdl("wf.wdl", "fs=a.txt", "made=true", cwd=tmp_path, cache=wdl_cache)
+    clean_error(result, "m.txt, a file a task made, has no host path")
+    assert "flowfile:" not in result.stderr
+    assert all("exit code 1" not in line for line in result.stderr.splitlines() if " ERROR " in line)
