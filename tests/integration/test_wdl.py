@@ -6,8 +6,10 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -548,3 +550,32 @@ def test_files_written_in_workflow_expressions_hold_host_paths(tmp_path: Path, w
     clean_error(result, "m.txt, a file a task made, has no host path")
     assert "flowfile:" not in result.stderr
     assert all("exit code 1" not in line for line in result.stderr.splitlines() if " ERROR " in line)
+
+
+def test_interrupted_run_prints_a_resume_command_that_works(tmp_path: Path, wdl_cache: Path) -> None:
+    marker = tmp_path / "started"
+    doc = 'version 1.0\ntask s {\n  input { String m }\n  command <<< touch ~{m}; sleep SECONDS; echo done >>>\n' \
+          '  output { String o = read_string(stdout()) }\n}\n'
+    (tmp_path / "s.wdl").write_text(doc.replace("SECONDS", "600"))
+    env = {**os.environ, "FLOW_WDL_CACHE": str(wdl_cache), "TMPDIR": str(tmp_path)}
+    command = [sys.executable, "-m", "flow.wdl.main", "--noProgress", "s.wdl", f"m={marker}"]
+    run = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), "the task did not start"
+        os.killpg(run.pid, signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    assert run.returncode == 130 and "Traceback" not in stderr, stderr
+    words = shlex.split(stderr.rsplit("resume with: ", 1)[1].strip())
+    assert words[0] == "flow-wdl" and words[-1] == "--restart" and "--jobStore" in words
+    (tmp_path / "s.wdl").write_text(doc.replace("SECONDS", "0"))
+    resumed = subprocess.run([sys.executable, "-m", "flow.wdl.main", *words[1:]], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert outputs(resumed) == {"s.o": "done"}
