@@ -579,3 +579,21 @@ def test_interrupted_run_prints_a_resume_command_that_works(tmp_path: Path, wdl_
     resumed = subprocess.run([sys.executable, "-m", "flow.wdl.main", *words[1:]], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120, env=env)
     assert outputs(resumed) == {"s.o": "done"}
+
+
+def test_task_reads_outside_its_directory_are_refused(tmp_path: Path, wdl_cache: Path) -> None:
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("host secret\n")
+    (tmp_path / "f.txt").write_text("input\n")
+    doc = ('version 1.0\ntask t {\n  input { File f  String p }\n  String s = read_string(p)\n'
+           '  command <<< echo "~{s}" >>>\n  output { String o = read_string(stdout()) + read_string(f) }\n}\n')
+    (tmp_path / "r.wdl").write_text(doc)
+    result = flow_wdl("r.wdl", "f=f.txt", f"p={secret}", cwd=tmp_path, cache=wdl_cache)
+    clean_error(result, "task t: cannot evaluate s", f"{secret} is outside the task's working directory")
+    assert "host secret" not in result.stdout + result.stderr
+    result = flow_wdl("r.wdl", "f=f.txt", "p=../command", cwd=tmp_path, cache=wdl_cache)
+    clean_error(result, "outside the task's working directory")
+    # its own input, by the path the task sees, is fine
+    ok = doc.replace("read_string(p)", "read_string(f)")
+    (tmp_path / "r.wdl").write_text(ok)
+    assert outputs(flow_wdl("r.wdl", "f=f.txt", "p=x", cwd=tmp_path, cache=wdl_cache)) == {"t.o": "inputinput"}
