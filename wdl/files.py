@@ -243,6 +243,17 @@ class Localizer:
         return target
 
 
+    def uris_for_paths(self, text: str) -> str:
+        """``text`` (a String output) with the local paths of input files in it as their URIs
+        again, so that the String names the file in the next task and in the final outputs."""
+        by_path = {path: value for value, path in self.by_uri.items()}
+        if not any(path in text for path in by_path):
+            return text
+        longest_first = sorted(by_path, key=len, reverse=True)  # a.txt.bai before a.txt
+        pattern = re.compile("|".join(re.escape(path) for path in longest_first))
+        return pattern.sub(lambda match: by_path[match.group(0)], text)
+
+
 class Uploader:
     """Stores a task's output files; files under the same folder share a folder key."""
 

@@ -168,7 +168,7 @@ class WDLTaskJob(Job):
         accepted = return_codes(runtime)
         if accepted is not None and code not in accepted:
             raise WDLTaskError(failure_message(code, accepted, dirs))
-        outputs = task.outputs()
+        outputs = adapter.map_strings(task.outputs(), localizer.uris_for_paths)
         uploader = files.Uploader(fileStore, localizer, dirs.root, self.jobStoreID)
         return adapter.map_paths(outputs, uploader)
 

@@ -371,6 +371,7 @@ workflow wf {
     String path = f
     String interpolated = "file: ~{f}"
     String made_path = made
+    String back = count.back
   }
 }
 task count {
@@ -382,6 +383,7 @@ task count {
   output {
     String n = read_string(stdout())
     String echoed = read_string("seen.txt")
+    String back = "~{s} and ~{t}"
   }
 }
 task make {
@@ -404,6 +406,8 @@ def test_file_as_string_is_a_path(tmp_path: Path, wdl_cache: Path) -> None:
     assert got["wf.interpolated"] == f"file: {tmp_path / 'f.txt'}"
     assert Path(got["wf.made_path"]).read_text() == "made\n"
     assert Path(got["wf.made_path"]).is_relative_to(tmp_path / "out")
+    # a task's String naming its input file by the task's path: the host path again
+    assert got["wf.back"] == f"{tmp_path / 'f.txt'} and {tmp_path / 'f.txt'}"
 
 
 # ---- miniwdl's command line (issue 20) ------------------------------------------------------
