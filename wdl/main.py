@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from flow.batchsystems import WORKER_PRELOAD_VARIABLE
 from flow.core.common import Flow
@@ -29,8 +29,15 @@ logger = logging.getLogger("flow.wdl")
 CONTAINER_CHOICES = ("auto", "none", "podman", "singularity", "docker")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error in one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flow-wdl", description=__doc__,
+    parser = _Parser(prog="flow-wdl", description=__doc__,
                                      epilog="flow-wdl check FILE: check a document (miniwdl check)")
     parser.add_argument("--version", action="version", version=versions())
     parser.add_argument("wdl", help="the WDL document (a workflow, or a single task)")
@@ -60,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_check_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flow-wdl check",
+    parser = _Parser(prog="flow-wdl check",
                                      description="Check a WDL document and show its outline with "
                                      "lint warnings (miniwdl check).")
     parser.add_argument("wdl", help="the WDL document")

@@ -454,6 +454,9 @@ def test_key_value_and_inline_json_inputs(tmp_path: Path, wdl_cache: Path) -> No
     assert outputs(run("--empty", "who")) == {"wf.out": "hello "}
     clean_error(run("nobody=1"), "No such input to wf: nobody")
     clean_error(run('{"wf.who": '), "inline JSON inputs are not valid JSON")
+    result = run("--bogus")
+    clean_error(result, "unrecognized arguments: --bogus")
+    assert len(result.stderr.splitlines()) == 1  # no usage dump
 
 
 def test_check_and_version(tmp_path: Path, wdl_cache: Path) -> None:
