@@ -38,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flow-wdl", description=__doc__,
-                                     epilog="flow-wdl check FILE: check a document (miniwdl check)")
+                     epilog="flow-wdl check FILE: check a document (miniwdl check)")
     parser.add_argument("--version", action="version", version=versions())
     parser.add_argument("wdl", help="the WDL document (a workflow, or a single task)")
     parser.add_argument("inputs", nargs="*", default=[],
@@ -68,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_check_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="flow-wdl check",
-                                     description="Check a WDL document and show its outline with "
-                                     "lint warnings (miniwdl check).")
+                     description="Check a WDL document and show its outline with lint warnings "
+                     "(miniwdl check).")
     parser.add_argument("wdl", help="the WDL document")
     parser.add_argument("--strict", action="store_true",
                         help="exit 2 if there are lint warnings (besides syntax and type errors)")
