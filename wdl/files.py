@@ -6,8 +6,9 @@ input folder, share it, so that a task sees them side by side as WDL's sibling f
 name the file has wherever it is materialised. ``basename()`` of such a value is the file's name;
 the length of the name lets :func:`replace_uris` find the URI inside a String that a File became
 (coerced or interpolated), so that a task sees its local path there and the final outputs a host
-path, never the URI. A job
-materialises its input files as real local files (hard links where possible) and stores its
+path, never the URI.
+
+A job materialises its input files as real local files (hard links where possible) and stores its
 output files back; the leader imports the run's input files and exports the final outputs. No
 host path passes between jobs, so the same run works on any batch system.
 """
