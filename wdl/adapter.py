@@ -10,17 +10,22 @@ without references into the syntax tree, so that they pickle small), and file pa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
+import io
 import os
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import WDL
+import WDL.CLI
 
 from flow.core.exceptions import FlowError
 from flow.wdl import doccache
+from flow.wdl.taskdirs import TaskDirs
 
 doccache.enable_parser_cache()
 
@@ -83,16 +88,80 @@ def load(uri: str) -> Any:
     workflow)."""
     cached = doccache.read(uri, WDL.__file__ or "")
     if cached is not None:
+        _check_string_coercions(cached)
         return cached
-    try:
+    with _reading(uri):
         doc = WDL.load(uri, path=[])
-    except (WDL.Error.SyntaxError, WDL.Error.ValidationError, WDL.Error.MultipleValidationErrors,
-            WDL.Error.ImportError) as exc:
-        raise WDLError(f"{uri} is not valid WDL:\n{describe(exc)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WDLError(f"cannot read {uri}: {exc}") from None
+    _check_string_coercions(doc)
     doccache.write(uri, WDL.__file__ or "", doc, _sources(doc))
     return doc
+
+
+_COMPOUND = (WDL.Type.Array, WDL.Type.Map, WDL.Type.Pair, WDL.Type.StructInstance, WDL.Type.Object)
+
+
+def _check_string_coercions(doc: Any) -> None:
+    """Refuse an Array, Map, Pair, struct or object where a String is expected (a declaration,
+    a call input, an array literal's item). WDL 1.0 and 1.1 coerce only primitive values to
+    String; miniwdl accepts these with a StringCoercion lint warning and uses the value's JSON,
+    an answer the spec does not give (the conformance test array_coerce expects a failure)."""
+    bad: list[tuple[str, int, int, str]] = []
+
+    def wanted(expected: Any, expr: Any, what: str) -> None:
+        if isinstance(expected, WDL.Type.String) and isinstance(expr.type, _COMPOUND):
+            bad.append((expr.pos.uri, expr.pos.line, expr.pos.column,
+                        f"{_where(expr.pos)}: {what} is a String, but the value is {expr.type}"))
+
+    def visit(expr: Any) -> None:
+        stack = [expr] if expr is not None else []
+        while stack:
+            e = stack.pop()
+            if isinstance(e, WDL.Expr.Array) and isinstance(e.type, WDL.Type.Array):
+                for item in e.items:
+                    wanted(e.type.item_type, item, "the array's item type")
+            stack.extend(c for c in e.children if isinstance(c, WDL.Expr.Base))
+
+    for node in _all_nodes(doc):
+        if isinstance(node, WDL.Tree.Decl) and node.expr is not None:
+            wanted(node.type, node.expr, f"{node.name}'s type")
+            visit(node.expr)
+        elif isinstance(node, WDL.Tree.Call):
+            callee = node.callee.available_inputs
+            for name, expr in node.inputs.items():
+                if name in callee:
+                    wanted(callee[name].type, expr, f"input {name} of call {node.name}")
+                visit(expr)
+        elif isinstance(node, WDL.Tree.WorkflowSection):
+            visit(node.expr)
+        elif isinstance(node, WDL.Tree.Task):
+            visit(node.command)
+            for expr in node.runtime.values():
+                visit(expr)
+    if bad:
+        raise WDLError("a compound value cannot become a String in WDL (miniwdl turns it into "
+                       "JSON text; write_json() says so explicitly):\n"
+                       + "\n".join(b[3] for b in sorted(bad)))
+
+
+def _documents(doc: Any) -> Iterator[Any]:
+    """A document and those it imports, each once."""
+    stack, seen = [doc], set()
+    while stack:
+        d = stack.pop()
+        if id(d) not in seen:
+            seen.add(id(d))
+            stack.extend(imp.doc for imp in d.imports if imp.doc is not None)
+            yield d
+
+
+def _all_nodes(doc: Any) -> Iterator[Any]:
+    """The tasks, declarations, calls and sections of a document and its imports."""
+    for d in _documents(doc):
+        for task in d.tasks:
+            yield task
+            yield from (*(task.inputs or []), *task.postinputs, *task.outputs)
+        if d.workflow is not None:
+            yield from _nodes(d.workflow).values()
 
 
 def _sources(doc: Any) -> list[str] | None:
@@ -113,25 +182,35 @@ def _sources(doc: Any) -> list[str] | None:
 @dataclass(frozen=True)
 class ExeRef:
     """A task or workflow: its document, and the call node ids leading to it from the document's
-    workflow (empty: the document's workflow, or its only task)."""
+    workflow (empty: the document's workflow, or its only task); or the task named ``task``."""
 
     uri: str
     calls: tuple[str, ...] = ()
+    task: str = ""
 
     def child(self, call_id: str) -> ExeRef:
         return ExeRef(self.uri, (*self.calls, call_id))
 
 
-def _main_exe(doc: Any, uri: str) -> Any:
+def _main_exe(doc: Any, uri: str, task: str) -> Any:
+    tasks = ", ".join(str(t.name) for t in doc.tasks)
+    if task:
+        found = next((t for t in doc.tasks if t.name == task), None)
+        if found is None:
+            raise WDLError(f"{uri} has no task {task} (its tasks: {tasks or 'none'})")
+        return found
     if doc.workflow is not None:
         return doc.workflow
     if len(doc.tasks) == 1:
         return doc.tasks[0]
-    raise WDLError(f"{uri} has no workflow and {len(doc.tasks)} tasks: nothing to run")
+    if not doc.tasks:
+        raise WDLError(f"{uri} has neither a workflow nor a task: nothing to run")
+    raise WDLError(f"{uri} has no workflow and {len(doc.tasks)} tasks: name the one to run with "
+                   f"--task NAME (its tasks: {tasks})")
 
 
 def resolve(ref: ExeRef) -> Any:
-    exe = _main_exe(load(ref.uri), ref.uri)
+    exe = _main_exe(load(ref.uri), ref.uri, ref.task)
     for call_id in ref.calls:
         exe = _nodes(exe)[call_id].callee
     return exe
@@ -176,7 +255,61 @@ def read_inputs(ref: ExeRef, data: dict[str, Any]) -> Values:
         env = WDL.values_from_json(data, exe.available_inputs, exe.required_inputs, namespace=exe.name)
     except WDL.Error.InputError as exc:
         raise WDLError(f"bad inputs for {exe.name}: {exc}") from None
+    except RecursionError:
+        raise WDLError(f"the inputs for {exe.name} nest too deeply") from None
     return {b.name: detach(b.value) for b in env}
+
+
+def command_line_inputs(ref: ExeRef, data: dict[str, Any], pairs: list[str], empty: list[str],
+                        none: list[str]) -> dict[str, Any]:
+    """The inputs JSON with miniwdl's command-line inputs (``name=value`` pairs, repeated for
+    arrays; ``--empty NAME``, ``--none NAME``) over it, as ``miniwdl run`` reads them."""
+    exe = resolve(ref)
+    if not (pairs or empty or none):
+        return data
+
+    def named(key: str) -> str:  # both spellings, "wf.x" and "x", as "wf.x"
+        return key if key.startswith((f"{exe.name}.", "#")) else f"{exe.name}.{key}"
+
+    merged = {named(k): v for k, v in data.items()}
+    try:
+        # miniwdl prints the task's inputs on a bad pair; flow's error names the pair instead
+        with contextlib.redirect_stderr(io.StringIO()):
+            _, _, given = WDL.CLI.runner_input(
+                load(ref.uri), pairs, None, empty, none, task=ref.task or None,
+                check_required=False, downloadable=lambda path, directory: True)
+    except (WDL.Error.InputError, ValueError) as exc:
+        raise WDLError(f"bad command-line inputs for {exe.name}: {exc}") from None
+    except RecursionError:
+        raise WDLError(f"command-line inputs for {exe.name} nest too deeply") from None
+    merged.update({named(k): v for k, v in given.items()})
+    return merged
+
+
+def check_document(uri: str, strict: bool, suppress: str | None) -> None:
+    """``miniwdl check``: print the document's outline with lint warnings (exit 2 if ``strict``
+    and there are warnings)."""
+    with _reading(uri):
+        WDL.CLI.check(uri=[uri], strict=strict, suppress=suppress)
+
+
+@contextlib.contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """miniwdl's errors in loading ``uri`` as one-paragraph WDLErrors."""
+    try:
+        yield
+    except (WDL.Error.SyntaxError, WDL.Error.ValidationError, WDL.Error.MultipleValidationErrors,
+            WDL.Error.ImportError) as exc:
+        raise WDLError(f"{uri} is not valid WDL:\n{describe(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WDLError(f"cannot read {uri}: {exc}") from None
+    except RecursionError:
+        raise WDLError(_too_deep(uri)) from None
+
+
+def _too_deep(uri: str) -> str:
+    return (f"{uri} nests expressions deeper than miniwdl can parse (Python's recursion limit, "
+            f"{sys.getrecursionlimit()})")
 
 
 def map_paths(values: Values, fn: Callable[[str, bool], str | None]) -> Values:
@@ -212,8 +345,14 @@ def to_json(values: Values, namespace: str) -> dict[str, Any]:
         raise WDLError(f"cannot write the outputs as JSON: {exc}") from None
 
 
-def detach(v: Any) -> Any:
-    """A copy of a value without references to the expressions that made it (pickles small)."""
+def map_strings(values: Values, fn: Callable[[str], str]) -> Values:
+    """Rewrite every String (``fn(text)``), map keys included."""
+    return {name: detach(v, fn) for name, v in values.items()}
+
+
+def detach(v: Any, text: Callable[[str], str] | None = None) -> Any:
+    """A copy of a value without references to the expressions that made it (pickles small),
+    its Strings rewritten by ``text`` if given."""
     V = WDL.Value
     if isinstance(v, V.Null):
         return V.Null()
@@ -222,7 +361,7 @@ def detach(v: Any) -> Any:
     if isinstance(v, V.File):
         return V.File(v.value)
     if isinstance(v, V.String):
-        return V.String(v.value)
+        return V.String(v.value if text is None else text(v.value))
     if isinstance(v, V.Boolean):
         return V.Boolean(v.value)
     if isinstance(v, V.Int):
@@ -230,14 +369,14 @@ def detach(v: Any) -> Any:
     if isinstance(v, V.Float):
         return V.Float(v.value)
     if isinstance(v, V.Array):
-        return V.Array(v.type.item_type, [detach(x) for x in v.value])
+        return V.Array(v.type.item_type, [detach(x, text) for x in v.value])
     if isinstance(v, V.Map):
-        return V.Map(v.type.item_type, [(detach(k), detach(x)) for k, x in v.value])
+        return V.Map(v.type.item_type, [(detach(k, text), detach(x, text)) for k, x in v.value])
     if isinstance(v, V.Pair):
         left, right = v.value
-        return V.Pair(v.type.left_type, v.type.right_type, (detach(left), detach(right)))
+        return V.Pair(v.type.left_type, v.type.right_type, (detach(left, text), detach(right, text)))
     if isinstance(v, V.Struct):
-        return V.Struct(v.type, {k: detach(x) for k, x in v.value.items()}, extra=set(v.extra))
+        return V.Struct(v.type, {k: detach(x, text) for k, x in v.value.items()}, extra=set(v.extra))
     raise WDLError(f"unexpected WDL value {v!r}")
 
 
@@ -441,29 +580,6 @@ def _missing(decl: Any) -> Any:
 
 
 # ---- tasks -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class TaskDirs:
-    """Where a task runs: ``root`` holds ``work/`` (its working directory), stdout, stderr."""
-
-    root: str
-
-    @property
-    def work(self) -> str:
-        return os.path.join(self.root, "work")
-
-    @property
-    def stdout(self) -> str:
-        return os.path.join(self.root, "stdout.txt")
-
-    @property
-    def stderr(self) -> str:
-        return os.path.join(self.root, "stderr.txt")
-
-    @property
-    def writes(self) -> str:
-        return os.path.join(self.root, "write_")
-
-
 class _TaskStdLib(WDL.StdLib.Base):
     """The standard library inside a task: files are local paths (the same in a container)."""
 
@@ -478,6 +594,8 @@ class _TaskStdLib(WDL.StdLib.Base):
 
     def _devirtualize_filename(self, filename: str) -> str:
         path = self._local(filename)
+        if self._dirs.outside(path):  # as miniwdl: a task reads only its own and input files
+            raise WDL.Error.InputError(f"{filename} is outside the task's working directory")
         if not os.path.exists(path):
             raise WDL.Error.InputError(f"no such file: {filename}")
         return path
@@ -547,6 +665,10 @@ class TaskContext:
 
     def _check_output_paths(self, decl: Any, value: Any) -> Any:
         def local(v: Any) -> str | None:
+            if self.dirs.outside(v.value):
+                raise WDLError(f"task {self.name}: output {decl.name}: {self.dirs.shown(v.value)} is "
+                               "outside the task's working directory (an output must be a file the "
+                               "task made in it, or one of its inputs)")
             path = self.stdlib._local(v.value)
             ok = os.path.isdir(path) if isinstance(v, WDL.Value.Directory) else os.path.isfile(path)
             return path if ok else None
@@ -651,14 +773,5 @@ def task_uses_container(ref: ExeRef) -> bool:
 
 def document_images(uri: str) -> bool:
     """Whether any task of the document (or its imports) names a container image."""
-    doc = load(uri)
-    stack, seen = [doc], set()
-    while stack:
-        d = stack.pop()
-        if id(d) in seen:
-            continue
-        seen.add(id(d))
-        if any(("docker" in t.runtime or "container" in t.runtime) for t in d.tasks):
-            return True
-        stack.extend(imp.doc for imp in d.imports if imp.doc is not None)
-    return False
+    return any(("docker" in t.runtime or "container" in t.runtime)
+               for d in _documents(load(uri)) for t in d.tasks)

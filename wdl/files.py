@@ -1,10 +1,14 @@
 """WDL File values moving through flow's file store.
 
-Between jobs a File is ``flowfile:<quoted file id>/<folder key>/<basename>``: the file store id,
-a key naming the folder the file came from (files of one task output folder, or of one input
-folder, share it, so that a task sees them side by side as WDL's sibling files), and the name
-the file has wherever it is materialised. ``basename()`` of such a value is the file's name. A job
-materialises its input files as private local copies (reflinks where possible) and stores its
+Between jobs a File is ``flowfile:<quoted file id>/<folder key>~<length>/<basename>``: the file
+store id, a key naming the folder the file came from (files of one task output folder, or of one
+input folder, share it, so that a task sees them side by side as WDL's sibling files), and the
+name the file has wherever it is materialised. ``basename()`` of such a value is the file's name;
+the length of the name lets :func:`replace_uris` find the URI inside a String that a File became
+(coerced or interpolated), so that a task sees its local path there and the final outputs a host
+path, never the URI.
+
+A job materialises its input files as private local copies (reflinks where possible) and stores its
 output files back; the leader imports the run's input files and exports the final outputs. No
 host path passes between jobs, so the same run works on any batch system.
 """
@@ -12,7 +16,9 @@ host path passes between jobs, so the same run works on any batch system.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,18 +42,29 @@ class FileRef:
 
     @property
     def uri(self) -> str:
-        return f"{FLOW_FILE}{urllib.parse.quote(self.file_id, safe='')}/{self.folder}/{self.basename}"
+        quoted = urllib.parse.quote(self.file_id, safe="")
+        return f"{FLOW_FILE}{quoted}/{self.folder}~{len(self.basename)}/{self.basename}"
+
+
+_URI_HEAD = re.compile(FLOW_FILE + r"([^/\s]+)/([^/~\s]+)~([0-9]+)/")
 
 
 def parse(uri: str) -> FileRef | None:
     """The parts of a ``flowfile:`` URI, or None for anything else."""
-    if not uri.startswith(FLOW_FILE):
+    match = _URI_HEAD.match(uri)
+    if match is None or len(uri) != match.end() + int(match.group(3)):
         return None
-    try:
-        quoted, folder, basename = uri[len(FLOW_FILE):].split("/", 2)
-    except ValueError:
-        return None
-    return FileRef(urllib.parse.unquote(quoted), folder, basename)
+    return FileRef(urllib.parse.unquote(match.group(1)), match.group(2), uri[match.end():])
+
+
+def replace_uris(text: str, fn: Callable[[str], str]) -> str:
+    """``text`` with each ``flowfile:`` URI in it replaced by ``fn(uri)``."""
+    out, pos = [], 0
+    while (match := _URI_HEAD.search(text, pos)) is not None:
+        end = match.end() + int(match.group(3))
+        out += [text[pos:match.start()], fn(text[match.start():end])]
+        pos = end
+    return "".join(out) + text[pos:] if out else text
 
 
 def folder_key(*parts: str) -> str:
@@ -66,6 +83,7 @@ class Importer:
         self.import_file = import_file
         self.search = search
         self._done: dict[str, str] = {}
+        self.origins: dict[str, str] = {}  # URI: the host path it was imported from
 
     def __call__(self, value: str, is_directory: bool) -> str:
         if is_directory:
@@ -85,8 +103,10 @@ class Importer:
         for candidate in candidates:
             if os.path.isfile(candidate):
                 real = os.path.abspath(candidate)
-                return FileRef(self.import_file(real), folder_key(os.path.dirname(real)),
-                               os.path.basename(real)).uri
+                uri = FileRef(self.import_file(real), folder_key(os.path.dirname(real)),
+                              os.path.basename(real)).uri
+                self.origins[uri] = real
+                return uri
         raise WDLFileError(f"input file {value} does not exist (looked in {', '.join(self.search) or '/'})")
 
 
@@ -126,8 +146,10 @@ class Exporter:
 class StoreFiles:
     """Files of workflow-level expressions (read_*, write_*, size ...) in a job."""
 
-    def __init__(self, file_store: FileStore) -> None:
+    def __init__(self, file_store: FileStore, origins_id: str | None = None) -> None:
         self.file_store = file_store
+        self.origins_id = origins_id  # JSON {URI: host path} of the run's imported files
+        self._origins: dict[str, str] | None = None
         self._fetched: dict[str, str] = {}
         self._scratch: str | None = None
 
@@ -153,10 +175,36 @@ class StoreFiles:
         return path
 
     def store(self, path: str) -> str:
+        self._host_paths_in(path)
         file_id = self.file_store.writeGlobalFile(path)
         uri = FileRef(str(file_id), folder_key(self.file_store.job_id, path), os.path.basename(path)).uri
         self._fetched[uri] = path
         return uri
+
+
+    def _host_paths_in(self, path: str) -> None:
+        """Host paths, as miniwdl writes them, for the Files that became Strings in a file a
+        write_* function made: the run's inputs have one; a file a task made has none yet."""
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            text = handle.read()
+        if FLOW_FILE not in text:
+            return
+        if self._origins is None:
+            self._origins = {}
+            if self.origins_id:
+                with self.file_store.readGlobalFileStream(self.origins_id) as stream:
+                    self._origins = json.load(stream)
+        origins = self._origins
+
+        def host(uri: str) -> str:
+            if uri in origins:
+                return origins[uri]
+            raise WDLFileError(f"{uri.rsplit('/', 1)[-1]}, a file a task made, has no host path "
+                               "to write into a file in a workflow expression; call write_* in "
+                               "the command of the task that reads it instead")
+
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(replace_uris(text, host))
 
 
 class Localizer:
@@ -194,6 +242,17 @@ class Localizer:
         self.by_uri[value] = target
         self.by_path.setdefault(os.path.realpath(target), ref.uri)
         return target
+
+
+    def uris_for_paths(self, text: str) -> str:
+        """``text`` (a String output) with the local paths of input files in it as their URIs
+        again, so that the String names the file in the next task and in the final outputs."""
+        by_path = {path: value for value, path in self.by_uri.items()}
+        if not any(path in text for path in by_path):
+            return text
+        longest_first = sorted(by_path, key=len, reverse=True)  # a.txt.bai before a.txt
+        pattern = re.compile("|".join(re.escape(path) for path in longest_first))
+        return pattern.sub(lambda match: by_path[match.group(0)], text)
 
 
 class Uploader:

@@ -21,6 +21,7 @@ from flow.core.exceptions import ChangedReadFileError, FlowError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.wdl import adapter, files
+from flow.wdl.taskdirs import TaskDirs
 
 GB = 1000**3
 STDERR_TAIL_LINES = 20
@@ -46,6 +47,8 @@ class RunSettings:
     max_cores: float | None = None
     max_memory: int | None = None
     max_disk: int | None = None
+    #: The stored JSON {file URI: host path} of the run's imported input files (None: none).
+    origins: str | None = None
 
 
 def parse_size(value: Any, default_unit: str = "") -> int | None:
@@ -149,11 +152,14 @@ class WDLTaskJob(Job):
         return {prefix + name: value for name, value in outputs.items()}
 
     def _run(self, fileStore: FileStore) -> adapter.Values:
-        dirs = adapter.TaskDirs(fileStore.getLocalTempDir())
+        dirs = TaskDirs(fileStore.getLocalTempDir())
         os.makedirs(dirs.work)
-        localizer = files.Localizer(fileStore, os.path.join(dirs.root, "inputs"))
+        localizer = files.Localizer(fileStore, dirs.inputs)
         task = adapter.TaskContext(self.ref, dirs)
-        task.bind_inputs(adapter.map_paths(self.inputs, localizer))
+        inputs = adapter.map_paths(self.inputs, localizer)
+        # A File that became a String (coerced, interpolated) names the file here too.
+        task.bind_inputs(adapter.map_strings(inputs, lambda text: files.replace_uris(
+            text, lambda uri: localizer(uri, False))))
         runtime = task.runtime()
         command_file = os.path.join(dirs.root, "command")
         with open(command_file, "w") as handle:
@@ -169,12 +175,12 @@ class WDLTaskJob(Job):
         accepted = return_codes(runtime)
         if accepted is not None and code not in accepted:
             raise WDLTaskError(failure_message(code, accepted, dirs))
-        outputs = task.outputs()
+        outputs = adapter.map_strings(task.outputs(), localizer.uris_for_paths)
         uploader = files.Uploader(fileStore, localizer, dirs.root, self.jobStoreID)
         return adapter.map_paths(outputs, uploader)
 
 
-def execute(command_file: str, dirs: adapter.TaskDirs, image: str | None, settings: RunSettings) -> int:
+def execute(command_file: str, dirs: TaskDirs, image: str | None, settings: RunSettings) -> int:
     """Run the command file with bash in the working directory; its exit code."""
     argv = container_argv(settings.container, image, dirs, command_file) if image and settings.container \
         else ["bash", command_file]
@@ -186,7 +192,7 @@ def execute(command_file: str, dirs: adapter.TaskDirs, image: str | None, settin
             raise WDLTaskError(f"cannot run {argv[0]}: {exc}") from None
 
 
-def container_argv(engine: str, image: str, dirs: adapter.TaskDirs, command_file: str) -> list[str]:
+def container_argv(engine: str, image: str, dirs: TaskDirs, command_file: str) -> list[str]:
     """The command that runs ``command_file`` in ``image``, the task folder at the same path."""
     root = dirs.root
     if engine == "singularity":
@@ -197,7 +203,7 @@ def container_argv(engine: str, image: str, dirs: adapter.TaskDirs, command_file
             "--entrypoint", "/bin/bash", image, command_file]
 
 
-def failure_message(code: int, accepted: set[int], dirs: adapter.TaskDirs) -> str:
+def failure_message(code: int, accepted: set[int], dirs: TaskDirs) -> str:
     allowed = ", ".join(str(c) for c in sorted(accepted))
     tail = ""
     try:

@@ -70,7 +70,7 @@ class WDLInternalJob(Job):
 
     def run(self, fileStore: FileStore) -> Any:
         try:
-            return self.evaluate(files.StoreFiles(fileStore))
+            return self.evaluate(files.StoreFiles(fileStore, self.frame.settings.origins))
         except (adapter.WDLError, files.WDLFileError) as exc:
             print(f"flow-wdl: workflow {self.frame.label} failed: {exc}", file=sys.stderr)
             raise

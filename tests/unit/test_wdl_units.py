@@ -69,6 +69,15 @@ def test_file_uri_round_trip_keeps_basename() -> None:
     assert files.parse("/plain/path.txt") is None
 
 
+def test_uris_found_inside_text() -> None:
+    a = files.FileRef("id/1", files.folder_key("x"), "a b~2.txt")
+    b = files.FileRef("id/2", files.folder_key("y"), "b")
+    text = f"cat {a.uri} {b.uri}.x > out"
+    names = files.replace_uris(text, lambda uri: f"<{files.parse(uri).file_id}>")  # type: ignore[union-attr]
+    assert names == "cat <id/1> <id/2>.x > out"
+    assert files.replace_uris("flowfile:no", str.upper) == "flowfile:no"
+
+
 def test_failure_texts_lose_their_tracebacks() -> None:
     log = ("[12:00:00] ERROR job wf.boom failed: x\n  | flow-wdl: call wf.boom failed: exit code 3\n"
            "  |     it broke\n  | Traceback (most recent call last):\n  |   File \"t.py\", line 1\n"

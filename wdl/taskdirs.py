@@ -1,0 +1,64 @@
+"""Where a WDL task runs, and which paths are its own (no miniwdl here)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskDirs:
+    """Where a task runs: ``root`` holds ``work/`` (its working directory), stdout, stderr."""
+
+    root: str
+
+    @property
+    def work(self) -> str:
+        return os.path.join(self.root, "work")
+
+    @property
+    def stdout(self) -> str:
+        return os.path.join(self.root, "stdout.txt")
+
+    @property
+    def stderr(self) -> str:
+        return os.path.join(self.root, "stderr.txt")
+
+    @property
+    def writes(self) -> str:
+        return os.path.join(self.root, "write_")
+
+    @property
+    def inputs(self) -> str:
+        return os.path.join(self.root, "inputs")
+
+    def outside(self, path: str) -> bool:
+        """Whether ``path`` (absolute, or relative to the working directory) leaves the task's
+        own files (its working directory, localized inputs, write_* files, stdout and stderr),
+        by ``..``, as an absolute path elsewhere, or through a symlink. Like miniwdl's check of
+        output paths: without it, ``File o = "/etc/passwd"`` would copy a host file out."""
+        full = os.path.normpath(os.path.join(self.work, path))
+        real = os.path.realpath(full)
+        tops = [self.work, self.inputs, self.writes]
+        files = [self.stdout, self.stderr]
+        as_written = (any(_within(full, t) or _within(full, os.path.realpath(t)) for t in tops)
+                      or full in files or full in map(os.path.realpath, files))
+        resolved = (any(_within(real, os.path.realpath(t)) for t in tops)
+                    or real in map(os.path.realpath, files))
+        return not (as_written and resolved)
+
+
+    def shown(self, path: str) -> str:
+        """``path`` for a message: relative to the working directory when in it, and where it
+        leads when it is a symlink."""
+        full = os.path.normpath(os.path.join(self.work, path))
+        if not _within(full, self.work):
+            return path
+        text = os.path.relpath(full, self.work)
+        real = os.path.realpath(full)
+        linked = real != os.path.normpath(os.path.join(os.path.realpath(self.work), text))
+        return f"{text} (a link to {real})" if linked and os.path.exists(full) else text
+
+
+def _within(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
