@@ -1,0 +1,91 @@
+"""The provisioner contract: buy, list and give back machines for one run.
+
+A provisioner launches nodes of the node types it offers, tagged with the run's id, lists them
+with their state, and terminates them. It does not run jobs: the batch system does, and a
+:class:`~flow.batchsystems.scalable.ScalableBatchSystem` tells the scaler how busy each node is,
+by its address (``Node.address``).
+
+Durability: the core records the provisioner's name and the run id in the job store before
+the first launch, and every launch is tagged with the run id, so that after a kill -9 of the
+leader ``flow clean`` and ``--restart`` find what it left with :meth:`Provisioner.cleanup_run`
+(the same pattern as a batch system's ``cancel_run``). A site provisioner (e.g. elastic Slurm,
+nodes resumed and suspended by site commands) implements these methods with those commands.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from flow.provisioners.shape import NodeType
+
+
+class ProvisionerError(Exception):
+    """The provisioner failed (a site command, the cloud's API, its state)."""
+
+
+class NodeState(enum.Enum):
+    BOOTING = "booting"  # launched, cannot run jobs yet
+    READY = "ready"  # running jobs can be placed on it
+    GONE = "gone"  # terminated, preempted or failed
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str  # the provisioner's id (what terminate_nodes takes)
+    node_type: str  # a NodeType.name
+    state: NodeState
+    preemptible: bool
+    launched_at: float  # seconds, on the provisioner's clock
+    address: str = ""  # how the batch system names it (defaults to node_id)
+
+    @property
+    def name(self) -> str:
+        return self.address or self.node_id
+
+
+@dataclass(frozen=True)
+class ProvisionerConfig:
+    run_id: str  # the run's stable id (the same across --restart); every node is tagged with it
+    node_types: tuple[NodeType, ...]
+    extra: Mapping[str, object] = field(default_factory=dict)  # plugin options by name
+
+
+class Provisioner(abc.ABC):
+    """About six methods; implementations are found through ``flow.provisioners.registry``."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, config: ProvisionerConfig) -> None:
+        self.config = config
+
+    def node_types(self) -> list[NodeType]:
+        """The node types this provisioner offers for the run (by default, those configured)."""
+        return list(self.config.node_types)
+
+    @abc.abstractmethod
+    def add_nodes(self, node_type: NodeType, count: int) -> list[str]:
+        """Launch ``count`` nodes of ``node_type`` tagged with the run id; return their ids. May
+        launch fewer (e.g. no preemptible capacity); raises ProvisionerError when it fails."""
+
+    @abc.abstractmethod
+    def nodes(self) -> list[Node]:
+        """This run's nodes that are not gone, with their state."""
+
+    @abc.abstractmethod
+    def terminate_nodes(self, node_ids: Iterable[str]) -> None:
+        """Terminate these nodes (unknown or gone ids are ignored). The scaler calls this only
+        for drained, idle nodes, and at the end of the run for all of them."""
+
+    def close(self) -> None:
+        """Release what the provisioner holds (not the nodes: the core terminates those first)."""
+        return None
+
+    @classmethod
+    @abc.abstractmethod
+    def cleanup_run(cls, run_id: str, config: ProvisionerConfig) -> list[str]:
+        """Terminate every node tagged with ``run_id`` (a leader that is gone left them);
+        return their ids. For ``flow clean`` and ``--restart``."""
