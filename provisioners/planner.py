@@ -12,8 +12,8 @@ Method (Toil's time-sliced bin packing, done per group of identical jobs):
    at the earliest slice where they fit (a job longer than ``targetTime`` holds its requests
    over the whole horizon). Jobs go first into nodes already opened (first fit), then into new
    nodes of the type that is cheapest per job placed (so the smallest type that fits when costs
-   scale with size), preemptible types first for preemptible jobs. A type at ``--maxNodes``
-   opens no more nodes; the work then goes to other types or waits.
+   scale with size), preemptible types first for preemptible jobs. When that type is at
+   ``--maxNodes`` the rest of the group waits (it does not spill to a dearer type).
 3. Preemptible nodes the cluster lacks (``deficits``) are covered by ``preemptibleCompensation``
    times as many nodes of the non-preemptible type of the same shape (or the cheapest that is
    at least as large).
@@ -189,16 +189,17 @@ def pack(node_types: Sequence[NodeType], jobs: Sequence[PlanJob], params: Scaler
 def _cheapest(node_types: Sequence[NodeType], eligible: list[int], opened: list[int], job: Shape,
               horizon: float, left: int, params: ScalerParams) -> int | None:
     """The type to open a node of: cheapest per job placed, smaller on ties; preemptible types
-    first for a preemptible job."""
-    open_ = [i for i in eligible if opened[i] < params.bounds(i)[1]]
-    if job.preemptible and any(node_types[i].preemptible for i in open_):
-        open_ = [i for i in open_ if node_types[i].preemptible]
+    first for a preemptible job. None when that type is at --maxNodes: the rest of the jobs wait
+    for it rather than go to a dearer type (a cap is a budget, not a hint)."""
+    if job.preemptible and any(node_types[i].preemptible for i in eligible):
+        eligible = [i for i in eligible if node_types[i].preemptible]
 
     def price(i: int) -> tuple[float, float, int]:
         t = node_types[i]
         return t.cost / min(per_node(t.shape, job, horizon), left), t.cost, i
 
-    return min(open_, key=price, default=None)
+    best = min(eligible, key=price)
+    return best if opened[best] < params.bounds(best)[1] else None
 
 
 def _stand_in(node_types: Sequence[NodeType], spot: NodeType) -> int | None:

@@ -95,12 +95,12 @@ def test_a_job_too_big_for_every_type_is_named() -> None:
     assert info.value.job_name == "huge" and "small (2 cores" in str(info.value)
 
 
-def test_max_nodes_caps_and_overflows_to_the_next_type() -> None:
+def test_max_nodes_caps_without_spilling_to_a_dearer_type() -> None:
     types = parse_node_types("small:2/8G,medium:4/16G")
-    work = jobs(40, 3600, 1, G)
-    assert plan(types, work, params()).counts == {"small": 20, "medium": 0}
-    assert plan(types, work, params(maxNodes=(5, 3))).counts == {"small": 5, "medium": 3}
-    assert plan(types, work, params(maxNodes=(5, 100))).counts == {"small": 5, "medium": 8}
+    work = jobs(40, 3600, 1, G) + jobs(3, 3600, 4, G, "wide")
+    assert plan(types, work, params()).counts == {"small": 20, "medium": 3}
+    assert plan(types, work, params(maxNodes=(5, 2))).counts == {"small": 5, "medium": 2}
+    assert plan(types, work, params(maxNodes=(5, 100))).counts == {"small": 5, "medium": 3}
 
 
 def test_min_nodes_kept_without_work() -> None:
