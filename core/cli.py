@@ -20,6 +20,7 @@ import psutil
 
 from flow.batchsystems.abstract import BatchConfig, BatchSystemError
 from flow.batchsystems.registry import batch_system_class
+from flow.core.autoscale import node_usage, terminate_leftover_nodes
 from flow.core.description import JobDescription, JobState
 from flow.core.logs import report
 from flow.core.records import BATCH_SYSTEM, CONFIG, KILL, LEADER, ROOT, STATUS
@@ -216,9 +217,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     kept = {r["kind"] for r in shown}
     total = _summary("TOTAL", [r for r in records if str(r["kind"]) in kept]) | {"hidden": False}
     hidden = sum(r["count"] for r in rows if r not in shown)
+    nodes = node_usage(store, records)  # None unless the run used --provisioner
     if args.json:
         print(json.dumps({"job_store": store.locator, "recorded": bool(records), "kinds": shown,
-                          "total": total, "internal_not_shown": hidden}, indent=2))
+                          "total": total, "internal_not_shown": hidden, "nodes": nodes}, indent=2))
     elif not records:
         print(f"No statistics in {store.locator}: the run did not use --stats.")
     else:
@@ -227,7 +229,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
             print("* internal jobs (encapsulation, front-ends)")
         if hidden:
             print(f"({hidden} internal job run(s) not shown; --all shows them)")
+    if nodes is not None and not args.json:
+        _print_nodes(nodes)
     return 0
+
+
+def _print_nodes(nodes: dict[str, Any]) -> None:
+    print(f"\nNodes of the run: {nodes['nodes']} launched, at most {nodes['peak_nodes']} at once")
+    print(f"{'node type':<16} {'node-hours':>11}")
+    for name, hours in sorted(nodes["node_hours"].items()):
+        print(f"{name:<16} {hours:>11.3f}")
+    if nodes["idle_fraction"] is not None:
+        print(f"idle: {nodes['idle_fraction']:.0%} of the nodes' core-hours ran no job")
 
 
 # ---- flow clean / flow kill ----------------------------------------------------------------------
@@ -265,6 +278,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     cancelled = _cancel_leftovers(store) if status == "running" else ""
+    cancelled += terminate_leftover_nodes(store)  # a provisioner's nodes (none without --provisioner)
     store.destroy()
     print(f"Deleted the job store {store.locator}.{cancelled}")
     return 0

@@ -18,6 +18,7 @@ import psutil
 from flow.batchsystems.abstract import BatchConfig, BatchSystem
 from flow.batchsystems.registry import make_batch_system
 from flow.core import promise, records
+from flow.core.autoscale import Autoscaling, check_options
 from flow.core.description import new_job_id
 from flow.core.exceptions import FailedJobsException, FlowError
 from flow.core.filestore import FileID
@@ -65,6 +66,7 @@ class Flow:
         self._config: WorkerConfig | None = None
         self._log_handler: logging.Handler | None = None
         install_excepthook()
+        check_options(options)  # --provisioner and its node types, before anything starts
 
     # ---- context ------------------------------------------------------------------------------
     def __enter__(self) -> Flow:
@@ -180,9 +182,13 @@ class Flow:
         store.write_shared(records.LEADER, f"{os.uname().nodename} {os.getpid()} {started}".encode())
         store.write_shared(records.STATUS, b"running")
         store.write_shared(records.BATCH_SYSTEM, str(self.options.batchSystem).encode())
+        autoscaling: Autoscaling | None = None
         try:
             if self._config is not None:  # tags the run's jobs; on restart, clears leftovers
                 batch.begin_run(self._config.workflow_id, restart)
+            if self.options.provisioner and self._config is not None:  # a cluster scaler
+                autoscaling = Autoscaling(store, self.options, self._config.workflow_id, batch, restart)
+                leader.on_tick = autoscaling.on_tick
             ok = leader.run(root_id, known, restart=restart)
         except BaseException:
             store.write_shared(records.STATUS, b"failed")
@@ -191,6 +197,8 @@ class Flow:
         finally:
             progress.close()
             batch.shutdown()
+            if autoscaling is not None:  # every node of the run, whatever the outcome
+                autoscaling.shutdown()
             if self._config is not None:  # the run's scratch space (jobs clean their own)
                 shutil.rmtree(os.path.join(self._config.work_dir, f"flow-{self._config.workflow_id}"), ignore_errors=True)
             if previous is not None:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from flow.provisioners.shape import NodeType
+from flow.provisioners.shape import NodeType, Shape
 
 
 class ProvisionerError(Exception):
@@ -54,6 +54,36 @@ class ProvisionerConfig:
     extra: Mapping[str, object] = field(default_factory=dict)  # plugin options by name
 
 
+@dataclass(frozen=True)
+class WorkItem:
+    """A job the leader has issued: its name (runtimes are learnt per name), its request
+    (``wallTime`` unused) and, once it runs, for how long it has been running."""
+
+    name: str
+    request: Shape
+    running_for: float | None = None
+
+
+class Scaler(abc.ABC):
+    """What the core drives: a scaler round, completions, the end of the run."""
+
+    @abc.abstractmethod
+    def tick(self, work: Sequence[WorkItem]) -> object:
+        """One round: plan for ``work`` (every issued job), launch, drain, terminate."""
+
+    @abc.abstractmethod
+    def job_finished(self, name: str, seconds: float) -> None:
+        """A job of this name ran for ``seconds`` (the runtime history the planner uses)."""
+
+    @abc.abstractmethod
+    def live_nodes(self) -> list[Node]:
+        """The run's nodes now (for the core's record of node-hours)."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> list[str]:
+        """Terminate every node of the run; returns their ids."""
+
+
 class Provisioner(abc.ABC):
     """About six methods; implementations are found through ``flow.provisioners.registry``."""
 
@@ -85,7 +115,18 @@ class Provisioner(abc.ABC):
         return None
 
     @classmethod
+    def settings(cls, options: Mapping[str, object]) -> dict[str, str]:
+        """What of the run's options (and environment) this provisioner needs to find the run's
+        nodes again; the core records it with the run and gives it back as ``config.extra`` (to
+        ``cleanup_run`` as well). The default: nothing."""
+        return {}
+
+    @classmethod
     @abc.abstractmethod
     def cleanup_run(cls, run_id: str, config: ProvisionerConfig) -> list[str]:
         """Terminate every node tagged with ``run_id`` (a leader that is gone left them);
         return their ids. For ``flow clean`` and ``--restart``."""
+
+
+class ScalerConfigError(ValueError):
+    """Autoscaling options that cannot work (one line, naming the option)."""

@@ -1,10 +1,20 @@
-"""Find provisioners by name (``--provisioner``)."""
+"""Find provisioners by name (``--provisioner``) and build the run's cluster scaler."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
-from flow.provisioners.contract import Provisioner, ProvisionerConfig
+from flow.batchsystems.scalable import ScalableBatchSystem
+from flow.provisioners.contract import (
+    Provisioner,
+    ProvisionerConfig,
+    Scaler,
+    ScalerConfigError,
+)
+from flow.provisioners.planner import ScalerParams
+from flow.provisioners.scaler import ClusterScaler, Journal
+from flow.provisioners.shape import NodeType, NodeTypeError, parse_counts, parse_node_types
 
 _PROVISIONERS: dict[str, str] = {
     "directory": "flow.provisioners.directory:DirectoryProvisioner",
@@ -32,3 +42,46 @@ def provisioner_class(name: str) -> type[Provisioner]:
 
 def make_provisioner(name: str, config: ProvisionerConfig) -> Provisioner:
     return provisioner_class(name)(config)
+
+
+def make_scaler(options: Mapping[str, object], run_id: str, extra: Mapping[str, str], batch: object,
+                journal: Journal | None = None) -> Scaler:
+    """The run's cluster scaler from its options (Toil's names: provisioner, nodeTypes, minNodes,
+    maxNodes, targetTime, betaInertia, scaleInterval, preemptibleCompensation). ``batch`` is
+    used for draining when it is a ScalableBatchSystem. Raises ScalerConfigError."""
+    params, types = scaler_params(options)
+    name = str(options.get("provisioner"))
+    try:
+        cls = provisioner_class(name)
+    except KeyError as exc:
+        raise ScalerConfigError(f"--provisioner: {exc.args[0]}") from None
+    provisioner = cls(ProvisionerConfig(run_id, tuple(types), dict(extra)))
+    scalable = batch if isinstance(batch, ScalableBatchSystem) else None
+    return ClusterScaler(provisioner, scalable, params, journal=journal)
+
+
+def scaler_params(options: Mapping[str, object]) -> tuple[ScalerParams, list[NodeType]]:
+    """Validated ScalerParams and node types from options with Toil's names."""
+    text = options.get("nodeTypes")
+    if not text:
+        raise ScalerConfigError("--provisioner needs --nodeTypes (e.g. --nodeTypes small:2/8G/100G,big:16/64G)")
+    try:
+        types = parse_node_types(str(text))
+        low = parse_counts(str(options.get("minNodes") or "0"), len(types), "--minNodes")
+        high = parse_counts(str(options.get("maxNodes") or "10"), len(types), "--maxNodes")
+    except NodeTypeError as exc:
+        raise ScalerConfigError(str(exc)) from None
+    numbers: dict[str, float] = {}
+    for key, default, top in (("targetTime", 1800.0, None), ("betaInertia", 0.1, 1.0), ("scaleInterval", 60.0, None),
+                              ("preemptibleCompensation", 0.0, 1.0)):
+        raw = options.get(key)
+        value = default if raw is None else float(str(raw))
+        if value < 0 or (top is not None and value > top) or (key in ("targetTime", "scaleInterval") and value <= 0):
+            raise ScalerConfigError(f"--{key} {value:g} is out of range")
+        numbers[key] = value
+    for i, t in enumerate(types):
+        if low[i] > high[i]:
+            raise ScalerConfigError(f"--minNodes {low[i]} is more than --maxNodes {high[i]} for node type {t.name!r}")
+    return ScalerParams(targetTime=numbers["targetTime"], betaInertia=numbers["betaInertia"],
+                        preemptibleCompensation=numbers["preemptibleCompensation"], minNodes=tuple(low),
+                        maxNodes=tuple(high), scaleInterval=numbers["scaleInterval"]), types

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flow.batchsystems.scalable import ScalableBatchSystem
-from flow.provisioners.contract import Node, NodeState, Provisioner
+from flow.provisioners.contract import Node, NodeState, Provisioner, Scaler, WorkItem
 from flow.provisioners.planner import MIN_WALLTIME, Plan, PlanJob, ScalerParams, plan
 from flow.provisioners.shape import NodeType, Shape
 
@@ -24,16 +24,6 @@ logger = logging.getLogger("flow.scaler")
 #: journal(event, details): called before every launch ("launch") and after every termination
 #: ("terminate"); the core writes it to the job store so that nodes are found after a crash.
 Journal = Callable[[str, Mapping[str, object]], None]
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """A job the leader has issued: its request (``wallTime`` unused) and, when it runs, for
-    how long it has been running."""
-
-    name: str
-    request: Shape
-    running_for: float | None = None
 
 
 @dataclass
@@ -63,7 +53,7 @@ class RoundReport:
     terminated: list[str] = field(default_factory=list)
 
 
-class ClusterScaler:
+class ClusterScaler(Scaler):
     def __init__(self, provisioner: Provisioner, batch: ScalableBatchSystem | None, params: ScalerParams,
                  history: RuntimeHistory | None = None, journal: Journal | None = None) -> None:
         self.provisioner = provisioner
@@ -160,6 +150,9 @@ class ClusterScaler:
         if self.journal is not None:
             self.journal("terminate", {"nodes": [n.node_id for n in nodes]})
         logger.info("terminated %d drained node(s): %s", len(nodes), ", ".join(n.name for n in nodes))
+
+    def live_nodes(self) -> list[Node]:
+        return self.provisioner.nodes()
 
     def shutdown(self) -> list[str]:
         """Terminate every node of the run (its end, failure or Ctrl-C); returns their ids."""

@@ -23,9 +23,10 @@ from flow.provisioners.contract import (
     Provisioner,
     ProvisionerConfig,
     ProvisionerError,
+    WorkItem,
 )
 from flow.provisioners.planner import ScalerParams
-from flow.provisioners.scaler import ClusterScaler, RuntimeHistory, WorkItem
+from flow.provisioners.scaler import ClusterScaler, RuntimeHistory
 from flow.provisioners.shape import NodeType, Shape
 
 
