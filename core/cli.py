@@ -22,7 +22,9 @@ from flow.batchsystems.abstract import BatchConfig, BatchSystemError
 from flow.batchsystems.registry import batch_system_class
 from flow.core.autoscale import node_usage, terminate_leftover_nodes
 from flow.core.description import JobDescription, JobState
+from flow.core.exceptions import FlowError
 from flow.core.logs import report
+from flow.core.plan import add_plan_arguments, cmd_plan
 from flow.core.records import BATCH_SYSTEM, CONFIG, KILL, LEADER, ROOT, STATUS
 from flow.core.resources import format_size, machine_cores, machine_disk, machine_memory
 from flow.jobstores.abstract import (
@@ -333,6 +335,7 @@ def _parser() -> argparse.ArgumentParser:
     clean = add("clean", cmd_clean, "delete the job store")
     clean.add_argument("--force", action="store_true", help="delete it even if its workflow is running")
     add("kill", cmd_kill, "stop a running workflow and its jobs")
+    add_plan_arguments(add("plan", cmd_plan, "predict a run's makespan and node-hours on a cluster of given node types"))
     return parser
 
 
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (JobStoreError, OSError) as exc:  # a missing, foreign, damaged or unreadable store
+    except (JobStoreError, OSError, FlowError) as exc:  # a missing, foreign, damaged or unreadable store
         return report(exc)
 
 

@@ -64,6 +64,23 @@ class WorkItem:
     running_for: float | None = None
 
 
+@dataclass(frozen=True)
+class RecordedJob:
+    """A job of a workload to replay: its request (``wallTime`` unused), its runtime, and the
+    indexes of the jobs it runs after. A job asking for nothing that takes no time is a
+    barrier: it ends as soon as it may start, on no node."""
+
+    name: str
+    request: Shape
+    runtime: float
+    after: tuple[int, ...] = ()
+
+    @property
+    def is_barrier(self) -> bool:
+        r = self.request
+        return self.runtime == 0 and r.cores == 0 and r.memory == 0 and r.disk == 0
+
+
 class Scaler(abc.ABC):
     """What the core drives: a scaler round, completions, the end of the run."""
 

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from flow.batchsystems.scalable import ScalableBatchSystem
 from flow.provisioners.contract import (
     Provisioner,
     ProvisionerConfig,
+    RecordedJob,
     Scaler,
     ScalerConfigError,
 )
 from flow.provisioners.planner import ScalerParams
 from flow.provisioners.scaler import ClusterScaler, Journal
 from flow.provisioners.shape import NodeType, NodeTypeError, parse_counts, parse_node_types
+from flow.provisioners.simulated import SimResult, simulate
 
 _PROVISIONERS: dict[str, str] = {
     "directory": "flow.provisioners.directory:DirectoryProvisioner",
@@ -85,3 +87,12 @@ def scaler_params(options: Mapping[str, object]) -> tuple[ScalerParams, list[Nod
     return ScalerParams(targetTime=numbers["targetTime"], betaInertia=numbers["betaInertia"],
                         preemptibleCompensation=numbers["preemptibleCompensation"], minNodes=tuple(low),
                         maxNodes=tuple(high), scaleInterval=numbers["scaleInterval"]), types
+
+
+def predict(options: Mapping[str, object], jobs: Sequence[RecordedJob],
+            boot_delay: float = 60.0) -> tuple[SimResult, list[NodeType]]:
+    """Replay ``jobs`` through the scaler the options describe, on a simulated cluster whose
+    nodes boot in ``boot_delay`` seconds (for ``flow plan``). Raises ScalerConfigError, or
+    UnplaceableJobError for a job no node type can take."""
+    params, types = scaler_params(options)
+    return simulate(jobs, types, params, boot_delay=boot_delay), types

@@ -23,22 +23,15 @@ from flow.provisioners.contract import (
     Provisioner,
     ProvisionerConfig,
     ProvisionerError,
+    RecordedJob,
     WorkItem,
 )
 from flow.provisioners.planner import ScalerParams
 from flow.provisioners.scaler import ClusterScaler, RuntimeHistory
-from flow.provisioners.shape import NodeType, Shape
+from flow.provisioners.shape import NodeType
 
-
-@dataclass(frozen=True)
-class SimJob:
-    """A job of the workload: request (``wallTime`` unused), real runtime, and the indexes of
-    the jobs it waits for."""
-
-    name: str
-    request: Shape
-    runtime: float
-    after: tuple[int, ...] = ()
+#: A job of a simulated workload (request, runtime, the jobs it waits for).
+SimJob = RecordedJob
 
 
 @dataclass
@@ -203,7 +196,7 @@ class _Run:
         for i, job in enumerate(jobs):
             for before in job.after:
                 self.then[before].append(i)
-        self.queue = [i for i, n in enumerate(self.waiting) if n == 0]  # ready, not running
+        self.queue: list[int] = []  # ready, not running
         self.started: dict[int, tuple[float, str]] = {}
         self.done = 0
         self.core_seconds = 0.0
@@ -214,6 +207,9 @@ class _Run:
 
     def go(self, max_time: float) -> SimResult:
         c = self.c
+        for i, n in enumerate(self.waiting):
+            if n == 0:
+                self._ready(i)
         c.push(0.0, "round", "")
         if c.preempt_every:
             c.push(c.preempt_every, "preempt", "")
@@ -269,13 +265,25 @@ class _Run:
         node.cores += job.request.cores
         node.memory += job.request.memory
         node.disk += job.request.disk
-        self.done += 1
         self.core_seconds += job.request.cores * job.runtime
         self.scaler.job_finished(job.name, job.runtime)
-        for nxt in self.then[i]:
-            self.waiting[nxt] -= 1
-            if self.waiting[nxt] == 0:
-                self.queue.append(nxt)
+        self._release(i)
+
+    def _release(self, i: int) -> None:
+        """Job ``i`` is over: start what waited only for it (barriers end at once, in a loop)."""
+        over = [i]
+        while over:
+            self.done += 1
+            for nxt in self.then[over.pop()]:
+                self.waiting[nxt] -= 1
+                if self.waiting[nxt] == 0:
+                    (over if self.jobs[nxt].is_barrier else self.queue).append(nxt)
+
+    def _ready(self, i: int) -> None:
+        if self.jobs[i].is_barrier:
+            self._release(i)
+        else:
+            self.queue.append(i)
 
     def _place(self) -> None:
         """First fit, in queue order, on ready nodes that are not draining."""

@@ -4,6 +4,7 @@ needs them and terminated when it ends, fails or is interrupted; after a kill -9
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -13,6 +14,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,3 +166,51 @@ def test_bad_node_types_are_one_paragraph(tmp_path: Path) -> None:
                           cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("flow: error: node type 'small:2/8X'")
+
+
+FANOUT = textwrap.dedent('''
+    import time
+    from flow.core.job import Job
+
+    def work(i):
+        time.sleep(1.0)
+        return i
+
+    def total(values):
+        return sum(values)
+
+    def start(job, n):
+        values = [job.addChildFn(work, i, cores=1, memory="100M").rv() for i in range(n)]
+        return job.addFollowOnFn(total, values, cores=0.1, memory="10M").rv()
+
+    if __name__ == "__main__":
+        options = Job.Runner.getDefaultArgumentParser().parse_args()
+        print(Job.Runner.startFlow(Job.wrapJobFn(start, 8, cores=0.1, memory="10M"), options))
+''')
+
+
+def _plan(store: Path, *args: str) -> dict[str, Any]:
+    done = _flow("plan", str(store), "--json", "--targetTime", "1", "--scaleInterval", "1", "--bootDelay", "0",
+                 *args, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_flow_plan_replays_a_real_run(tmp_path: Path) -> None:
+    script = tmp_path / "fanout.py"
+    script.write_text(FANOUT)
+    store = tmp_path / "js"
+    done = subprocess.run([sys.executable, str(script), str(store), "--stats", "--noProgress", "--maxCores", "2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "28", done.stderr
+    one, four = _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "1"), _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "4")
+    assert one["jobs"] == four["jobs"] == 10 and one["jobs_run"] == 10
+    assert one["peak_nodes"] == 1 and four["peak_nodes"] > 1
+    # eight one-second jobs, two at a time on one node; the follow-on after all of them
+    assert 4.0 <= one["makespan"] < 6.0
+    assert four["makespan"] < one["makespan"]
+    text = _flow("plan", str(store), "--nodeTypes", "n:2/4G", env=dict(os.environ))
+    assert "predicted makespan" in text.stdout and "node-hours: n" in text.stdout and "peak nodes: 1" in text.stdout
+    too_small = _flow("plan", str(store), "--nodeTypes", "n:0.5/4G", env=dict(os.environ))
+    assert too_small.returncode == 1 and too_small.stderr.startswith("flow: error: job 'work' asks for 1 cores")
+    assert "Traceback" not in too_small.stderr
