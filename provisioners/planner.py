@@ -137,27 +137,57 @@ class _Bin:
 
 def per_node(node: Shape, job: Shape, horizon: float) -> int:
     """Copies of ``job`` one empty node of shape ``node`` holds over ``horizon``."""
-    slots = min(int(have / need + EPS) for have, need in
-                ((node.cores, job.cores), (node.memory, job.memory), (node.disk, job.disk)) if need > 0) \
-        if (job.cores > 0 or job.memory > 0 or job.disk > 0) else 10**9
+    slots = 10**9
+    if job.cores > 0:
+        slots = int(node.cores / job.cores + EPS)
+    if job.memory > 0:
+        slots = min(slots, node.memory // job.memory)
+    if job.disk > 0:
+        slots = min(slots, node.disk // job.disk)
     run = min(max(job.wallTime, MIN_WALLTIME), horizon)
     return slots * max(1, int(horizon / run + EPS))
 
 
-def _groups(jobs: Sequence[PlanJob], node_types: Sequence[NodeType]) -> list[tuple[Shape, int, str]]:
-    """(shape, count, first job's name) per distinct shape, largest first."""
-    counts: dict[Shape, int] = {}
-    names: dict[Shape, str] = {}
+def planned_runtime(seconds: float, horizon: float) -> float:
+    """The runtime a job is packed with. Within the horizon it is rounded up to ``horizon / k``
+    for the largest whole k that allows (so a node still runs exactly k of them one after
+    another: counts for identical jobs are unchanged), which turns a queue of slightly different
+    runtimes into a few groups; shorter than horizon/256 it is rounded up to a multiple of
+    horizon/4096. Never less than MIN_WALLTIME, never more than the horizon."""
+    run = min(max(seconds, MIN_WALLTIME), horizon)
+    rounds = int(horizon / run + EPS)
+    if rounds <= 256:
+        return horizon / rounds
+    step = horizon / 4096
+    return max(MIN_WALLTIME, math.ceil(run / step - EPS) * step)
+
+
+def _groups(jobs: Sequence[PlanJob], node_types: Sequence[NodeType], horizon: float) -> list[tuple[Shape, int, str]]:
+    """(shape with its planned runtime, count, first job's name) per distinct shape, largest
+    first. Grouped by object first: the jobs of one kind usually share their Shape."""
+    by_object: dict[int, list[object]] = {}
     for job in jobs:
-        counts[job.shape] = counts.get(job.shape, 0) + 1
-        names.setdefault(job.shape, job.name)
+        entry = by_object.get(id(job.shape))
+        if entry is None:
+            by_object[id(job.shape)] = [job.shape, 1, job.name]
+        else:
+            entry[1] += 1  # type: ignore[operator]
+    counts: dict[tuple[float, int, float, int, bool], list[object]] = {}
+    for shape, n, name in by_object.values():
+        assert isinstance(shape, Shape)
+        key = (planned_runtime(shape.wallTime, horizon), shape.memory, shape.cores, shape.disk, shape.preemptible)
+        entry = counts.get(key)
+        if entry is None:
+            counts[key] = [Shape(*key), n, name]
+        else:
+            entry[1] += n  # type: ignore[operator]
     top_cores = max(t.shape.cores for t in node_types)
     top_memory = max(t.shape.memory for t in node_types)
 
-    def size(shape: Shape) -> float:
-        return max(shape.wallTime, MIN_WALLTIME) * max(shape.cores / top_cores, shape.memory / top_memory)
+    def size(key: tuple[float, int, float, int, bool]) -> tuple[float, tuple[float, int, float, int, bool]]:
+        return -key[0] * max(key[2] / top_cores, key[1] / top_memory), key
 
-    return sorted(((s, c, names[s]) for s, c in counts.items()), key=lambda g: (-size(g[0]), g[0]))
+    return [(entry[0], entry[1], entry[2]) for _, entry in sorted(counts.items(), key=lambda kv: size(kv[0]))]  # type: ignore[misc]
 
 
 def pack(node_types: Sequence[NodeType], jobs: Sequence[PlanJob], params: ScalerParams) -> dict[str, int]:
@@ -165,38 +195,48 @@ def pack(node_types: Sequence[NodeType], jobs: Sequence[PlanJob], params: Scaler
     horizon = max(params.targetTime, MIN_WALLTIME)
     bins: list[tuple[int, _Bin]] = []
     opened = [0] * len(node_types)
-    for shape, count, name in _groups(jobs, node_types):
+    groups = _groups(jobs, node_types, horizon)
+    least_cores = min(g[0].cores for g in groups)
+    least_memory = min(g[0].memory for g in groups)
+    for shape, count, name in groups:
         eligible = [i for i, t in enumerate(node_types) if shape.fits_in(t.shape)]
         if not eligible:
             raise UnplaceableJobError(name, shape, node_types)
+        usable = [i in eligible for i in range(len(node_types))]
         left = count
         for index, node in bins:
             if left == 0:
                 break
-            if index in eligible:
+            if usable[index] and node.most_cores >= shape.cores - EPS and node.most_memory >= shape.memory:
                 left -= node.place(shape, left)
+        capacity: dict[int, int] = {}
+        if all(opened[i] >= params.bounds(i)[1] for i in eligible):
+            left = 0  # every type it fits is at --maxNodes: it waits
         while left > 0:
-            choice = _cheapest(node_types, eligible, opened, shape, horizon, left, params)
+            if not capacity:
+                capacity = {i: per_node(node_types[i].shape, shape, horizon) for i in eligible}
+            choice = _cheapest(node_types, eligible, opened, capacity, left, shape.preemptible, params)
             if choice is None:
-                break  # every type that fits is at --maxNodes: the rest waits
+                break  # the type that fits best is at --maxNodes: the rest waits
             node = _Bin(node_types[choice].shape, horizon)
             left -= node.place(shape, left)
             bins.append((choice, node))
             opened[choice] += 1
+        # nodes with no room left for any job are not looked at again
+        bins = [(i, b) for i, b in bins if b.most_cores >= least_cores - EPS and b.most_memory >= least_memory]
     return {t.name: opened[i] for i, t in enumerate(node_types)}
 
 
-def _cheapest(node_types: Sequence[NodeType], eligible: list[int], opened: list[int], job: Shape,
-              horizon: float, left: int, params: ScalerParams) -> int | None:
+def _cheapest(node_types: Sequence[NodeType], eligible: list[int], opened: list[int], capacity: Mapping[int, int],
+              left: int, preemptible: bool, params: ScalerParams) -> int | None:
     """The type to open a node of: cheapest per job placed, smaller on ties; preemptible types
     first for a preemptible job. None when that type is at --maxNodes: the rest of the jobs wait
     for it rather than go to a dearer type (a cap is a budget, not a hint)."""
-    if job.preemptible and any(node_types[i].preemptible for i in eligible):
+    if preemptible and any(node_types[i].preemptible for i in eligible):
         eligible = [i for i in eligible if node_types[i].preemptible]
 
     def price(i: int) -> tuple[float, float, int]:
-        t = node_types[i]
-        return t.cost / min(per_node(t.shape, job, horizon), left), t.cost, i
+        return node_types[i].cost / min(capacity[i], left), node_types[i].cost, i
 
     best = min(eligible, key=price)
     return best if opened[best] < params.bounds(best)[1] else None

@@ -1,7 +1,8 @@
 """The cluster scaler: each round, plan the cluster for the work in hand and make it so.
 
 Growing: launch the missing nodes (journalled first, see ``journal``). Shrinking: only by
-draining. A node to remove is first ignored by the batch system (no new job goes there), and
+draining, and a busy node is not drained while a queued job could run on it (its free room
+would stay idle while the job waits: shrinking then saves no node time). A node to remove is first ignored by the batch system (no new job goes there), and
 terminated once nothing runs on it; idle nodes are chosen first, then booting ones, then the
 least useful (a node running a job is kept in preference to an idle one). A node that runs a job
 is never terminated by a round. The scaler takes its clock
@@ -65,6 +66,7 @@ class ClusterScaler(Scaler):
         self.target: dict[str, int] = {}
         self.draining: set[str] = set()  # node ids
         self._any_running = False
+        self._queued: set[Shape] = set()
 
     def job_finished(self, name: str, seconds: float) -> None:
         self.history.record(name, seconds)
@@ -73,6 +75,7 @@ class ClusterScaler(Scaler):
     def tick(self, work: Sequence[WorkItem]) -> RoundReport:
         live = self.provisioner.nodes()
         self._any_running = any(w.running_for is not None for w in work)
+        self._queued = {w.request for w in work if w.running_for is None}
         deficits = {t.name: max(0, self.target.get(t.name, 0) - self._count(live, t.name))
                     for t in self.node_types if t.preemptible}
         result = plan(self.node_types, self._plan_jobs(work), self.params, self.target, deficits)
@@ -106,7 +109,12 @@ class ClusterScaler(Scaler):
                 self.draining.discard(node.node_id)
                 if self.batch is not None:
                     self.batch.unignoreNode(node.name)
+        # A busy node stays undrained while a queued job could use it: draining it would leave
+        # its free room idle while that job waits, saving no node time.
+        busy_is_useful = any(r.fits_in(node_type.shape) for r in self._queued)
         for node in ranked[want:]:
+            if busy_is_useful and node.node_id not in self.draining and self._in_use(node):
+                continue
             if node.node_id not in self.draining:
                 self.draining.add(node.node_id)
                 report.draining.append(node.node_id)

@@ -23,13 +23,13 @@ class Scenario:
     params: ScalerParams
     history: RuntimeHistory = field(default_factory=RuntimeHistory)
     boot_delay: float = 60.0
-    preempt_every: float | None = None
+    spot_lifetime: float | None = None
     spot_capacity: int | None = None
 
     def run(self) -> SimResult:
         history = RuntimeHistory(dict(self.history.totals), self.history.overall)
         return simulate(self.jobs, self.node_types, self.params, history, self.boot_delay,
-                        self.preempt_every, self.spot_capacity)
+                        self.spot_lifetime, self.spot_capacity)
 
     def lower_bound(self) -> float:
         """Cost (node-seconds times the type's cost) of an ideal packing: each job's core- or
@@ -74,13 +74,13 @@ def with_history() -> Scenario:
 
 
 def preemptible_mix() -> Scenario:
-    """100 preemptible and 100 non-preemptible jobs; a preemptible node is lost every 5 minutes."""
+    """100 preemptible and 100 non-preemptible jobs; preemptible nodes live half an hour on average."""
     rng = random.Random(2)
     types = parse_node_types("od:4/16G,spot:4/16G:preemptible:cost=2")
     jobs = _jobs(rng, 100, "spotjob", 1, 2 * G, preemptible=True) + _jobs(rng, 100, "odjob", 1, 2 * G)
     rng.shuffle(jobs)
     return Scenario("100 preemptible + 100 non-preemptible", types, jobs,
-                    _params(types, "20", targetTime=1800, preemptibleCompensation=0.5), preempt_every=300.0)
+                    _params(types, "20", targetTime=1800, preemptibleCompensation=0.5), spot_lifetime=1800.0)
 
 
 def three_sizes() -> Scenario:

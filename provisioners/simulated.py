@@ -2,8 +2,9 @@
 
 Time is a number advanced from event to event (a discrete-event clock), never slept: a
 simulated day takes milliseconds. Nodes boot after ``boot_delay`` seconds, jobs take their
-runtime, preemptible nodes can vanish (every ``preempt_every`` seconds one of them, chosen with a
-seeded random generator, taking its running jobs with it: they are queued again), and the
+runtime, preemptible nodes can vanish (each lives an exponentially distributed time of mean
+``spot_lifetime`` seconds, drawn from a seeded generator, and takes its running jobs with it:
+they are queued again), and the
 preemptible market may hold fewer nodes than asked (``spot_capacity``). The scaler drives it
 exactly as it drives a real cluster; :func:`simulate` runs a workload to the end and measures
 what it cost. Used by the tests, ``flow plan`` and ``benchmarks/autoscale.py``.
@@ -67,12 +68,12 @@ class SimResult:
 class SimulatedCluster(Provisioner, ScalableBatchSystem):
     name = "simulated"
 
-    def __init__(self, config: ProvisionerConfig, boot_delay: float = 60.0, preempt_every: float | None = None,
+    def __init__(self, config: ProvisionerConfig, boot_delay: float = 60.0, spot_lifetime: float | None = None,
                  spot_capacity: int | None = None, seed: int = 0) -> None:
         super().__init__(config)
         self.now = 0.0
         self.boot_delay = boot_delay
-        self.preempt_every = preempt_every
+        self.spot_lifetime = spot_lifetime
         self.spot_capacity = spot_capacity
         self.random = random.Random(seed)
         self._nodes: dict[str, _Node] = {}
@@ -95,6 +96,8 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
             self._nodes[node_id] = _Node(node_id, node_type, self.now, self.now + self.boot_delay,
                                          cores=s.cores, memory=s.memory, disk=s.disk)
             self.push(self.now + self.boot_delay, "boot", node_id)
+            if node_type.preemptible and self.spot_lifetime:
+                self.push(self.now + self.random.expovariate(1.0 / self.spot_lifetime), "preempt", node_id)
             ids.append(node_id)
         return ids
 
@@ -148,12 +151,11 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
     def ready_nodes(self) -> list[_Node]:
         return [n for n in self._live() if self.now >= n.ready_at and not n.ignored]
 
-    def preempt_one(self) -> list[int]:
-        """A random preemptible node vanishes; returns the jobs that were running on it."""
-        spot = [n for n in self._live() if n.node_type.preemptible]
-        if not spot:
+    def preempt(self, node_id: str) -> list[int]:
+        """A preemptible node vanishes; returns the jobs that were running on it."""
+        node = self._nodes[node_id]
+        if node.ended_at is not None:
             return []
-        node = self.random.choice(spot)
         node.ended_at = self.now
         node.was_drained = True  # not the scaler's doing
         self.preempted += 1
@@ -178,11 +180,11 @@ def run_on(cluster: SimulatedCluster, scaler: ClusterScaler, jobs: Sequence[SimJ
 
 
 def simulate(jobs: Sequence[SimJob], node_types: Sequence[NodeType], params: ScalerParams,
-             history: RuntimeHistory | None = None, boot_delay: float = 60.0, preempt_every: float | None = None,
+             history: RuntimeHistory | None = None, boot_delay: float = 60.0, spot_lifetime: float | None = None,
              spot_capacity: int | None = None, seed: int = 0) -> SimResult:
     """Run a workload on a fresh simulated cluster driven by a fresh scaler."""
     config = ProvisionerConfig("simulation", tuple(node_types))
-    cluster = SimulatedCluster(config, boot_delay, preempt_every, spot_capacity, seed)
+    cluster = SimulatedCluster(config, boot_delay, spot_lifetime, spot_capacity, seed)
     return run_on(cluster, ClusterScaler(cluster, cluster, params, history), jobs)
 
 
@@ -211,8 +213,6 @@ class _Run:
             if n == 0:
                 self._ready(i)
         c.push(0.0, "round", "")
-        if c.preempt_every:
-            c.push(c.preempt_every, "preempt", "")
         while self.done < len(self.jobs) and c._events:
             when, _, kind, what = heapq.heappop(c._events)
             if when > max_time:
@@ -243,10 +243,9 @@ class _Run:
             self.scaler.tick(self._work())
             c.push(c.now + self.scaler.params.scaleInterval, "round", "")
         elif kind == "preempt":
-            for i in c.preempt_one():
+            for i in c.preempt(what):
                 del self.started[i]
                 self.queue.append(i)
-            c.push(c.now + (c.preempt_every or 0.0), "preempt", "")
         elif kind == "end":
             index, _, node_id = what.partition(" ")
             self._finish(int(index), node_id)
@@ -286,14 +285,16 @@ class _Run:
             self.queue.append(i)
 
     def _place(self) -> None:
-        """First fit, in queue order, on ready nodes that are not draining."""
+        """First fit, in queue order, on ready nodes that are not draining; preemptible jobs on
+        preemptible nodes first (as a scheduler with node affinity would)."""
         nodes = self.c.ready_nodes()
         if not nodes or not self.queue:
             return
+        spot_first = sorted(nodes, key=lambda n: not n.node_type.preemptible)
         left = []
         for i in self.queue:
             r = self.jobs[i].request
-            node = next((n for n in nodes if n.cores >= r.cores - 1e-9 and n.memory >= r.memory
+            node = next((n for n in (spot_first if r.preemptible else nodes) if n.cores >= r.cores - 1e-9 and n.memory >= r.memory
                          and n.disk >= r.disk and (r.preemptible or not n.node_type.preemptible)), None)
             if node is None:
                 left.append(i)
