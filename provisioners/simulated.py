@@ -285,17 +285,21 @@ class _Run:
             self.queue.append(i)
 
     def _place(self) -> None:
-        """First fit, in queue order, on ready nodes that are not draining; preemptible jobs on
-        preemptible nodes first (as a scheduler with node affinity would)."""
+        """First fit, in queue order, on ready nodes that are not draining. Non-preemptible jobs
+        go first; preemptible jobs then take preemptible nodes first and only the room left on
+        the others (a scheduler with node affinity: the paid-for room is used, nothing starves)."""
         nodes = self.c.ready_nodes()
         if not nodes or not self.queue:
             return
         spot_first = sorted(nodes, key=lambda n: not n.node_type.preemptible)
+        jobs = self.jobs
         left = []
-        for i in self.queue:
-            r = self.jobs[i].request
-            node = next((n for n in (spot_first if r.preemptible else nodes) if n.cores >= r.cores - 1e-9 and n.memory >= r.memory
-                         and n.disk >= r.disk and (r.preemptible or not n.node_type.preemptible)), None)
+        for i in [i for i in self.queue if not jobs[i].request.preemptible] + \
+                 [i for i in self.queue if jobs[i].request.preemptible]:
+            r = jobs[i].request
+            node = next((n for n in (spot_first if r.preemptible else nodes) if n.cores >= r.cores - 1e-9
+                         and n.memory >= r.memory and n.disk >= r.disk
+                         and (r.preemptible or not n.node_type.preemptible)), None)
             if node is None:
                 left.append(i)
                 continue
@@ -304,8 +308,9 @@ class _Run:
             node.disk -= r.disk
             node.jobs.add(i)
             self.started[i] = (self.c.now, node.node_id)
-            self.c.push(self.c.now + self.jobs[i].runtime, "end", f"{i} {node.node_id}")
-        self.queue = left
+            self.c.push(self.c.now + jobs[i].runtime, "end", f"{i} {node.node_id}")
+        kept = set(left)
+        self.queue = [i for i in self.queue if i in kept]  # first come, first served
 
     def _measure(self) -> None:
         live = self.c._live()
