@@ -38,7 +38,7 @@ logger = logging.getLogger("flow.autoscale")
 class IssuedJobs(Protocol):
     """What the scaler needs from the leader."""
 
-    def issued_jobs(self) -> list[tuple[str, str, tuple[float, int, int, int, bool], float | None]]: ...
+    def issued_jobs(self) -> list[tuple[str, str, tuple[float, int, int, int, bool], float | None, bool]]: ...
 
 
 def check_options(options: argparse.Namespace) -> None:
@@ -81,8 +81,8 @@ class Autoscaling:
         if now < self._next:
             return
         self._next = now + self.interval
-        work = [WorkItem(name, Shape(0.0, memory, cores, disk, preemptible), running_for)
-                for _, name, (cores, memory, disk, _acc, preemptible), running_for in issued]
+        work = [WorkItem(name, Shape(0.0, memory, cores, disk, preemptible), running_for, service)
+                for _, name, (cores, memory, disk, _acc, preemptible), running_for, service in issued]
         try:
             self.scaler.tick(work)
         except ProvisionerError as exc:
@@ -92,13 +92,13 @@ class Autoscaling:
         self._note_nodes()
 
     def _learn_runtimes(self, issued: list[Any], now: float) -> None:
-        running = {job_id: name for job_id, name, _, secs in issued if secs is not None}
+        running = {job_id for job_id, _, _, secs, _ in issued if secs is not None}
         for job_id, (name, start) in list(self._running_since.items()):
             if job_id not in running:  # ended since the last tick (a failure teaches the same)
                 self.scaler.job_finished(name, now - start)
                 del self._running_since[job_id]
-        for job_id, name, _, secs in issued:
-            if secs is not None and job_id not in self._running_since:
+        for job_id, name, _, secs, service in issued:
+            if secs is not None and not service and job_id not in self._running_since:
                 self._running_since[job_id] = (name, now - secs)
 
     def _note_nodes(self) -> None:

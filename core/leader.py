@@ -105,11 +105,12 @@ class Leader:
         if self.on_tick is not None:
             self.on_tick(self)
 
-    def issued_jobs(self) -> list[tuple[str, str, tuple[float, int, int, int, bool], float | None]]:
-        """(job id, label, requests, seconds running or None while queued) of every issued job."""
+    def issued_jobs(self) -> list[tuple[str, str, tuple[float, int, int, int, bool], float | None, bool]]:
+        """(job id, label, requests, seconds running or None while queued, is a service) of
+        every issued job."""
         running = self.batch.running()
         jobs = self.scheduler.jobs
-        return [(job_id, jobs[job_id].label, jobs[job_id].requests, running.get(batch_id))
+        return [(job_id, jobs[job_id].label, jobs[job_id].requests, running.get(batch_id), jobs[job_id].is_service)
                 for batch_id, job_id in self._job_of.items() if job_id in jobs]
 
     def _poll_services(self) -> None:

@@ -57,11 +57,13 @@ class ProvisionerConfig:
 @dataclass(frozen=True)
 class WorkItem:
     """A job the leader has issued: its name (runtimes are learnt per name), its request
-    (``wallTime`` unused) and, once it runs, for how long it has been running."""
+    (``wallTime`` unused), once it runs for how long it has been running, and whether it is a
+    service."""
 
     name: str
     request: Shape
     running_for: float | None = None
+    service: bool = False  # runs until the workflow stops it: holds its room throughout
 
 
 @dataclass(frozen=True)

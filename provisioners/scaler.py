@@ -90,7 +90,9 @@ class ClusterScaler(Scaler):
         jobs = []
         for item in work:
             runtime = self.history.estimate(item.name, self.params.targetTime)
-            if item.running_for is not None:  # what is left of it, as far as we know
+            if item.service:  # as Toil: a service holds its room past the horizon
+                runtime = self.params.targetTime
+            elif item.running_for is not None:  # what is left of it, as far as we know
                 runtime = max(runtime - item.running_for, MIN_WALLTIME)
             r = item.request
             jobs.append(PlanJob(item.name, Shape(runtime, r.memory, r.cores, r.disk, r.preemptible)))

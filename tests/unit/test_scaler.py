@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flow.provisioners.contract import ProvisionerConfig
+from flow.provisioners.contract import ProvisionerConfig, WorkItem
 from flow.provisioners.planner import ScalerParams, UnplaceableJobError
 from flow.provisioners.scaler import ClusterScaler
 from flow.provisioners.scenarios import (
@@ -101,3 +101,14 @@ def test_lost_preemptible_capacity_is_compensated() -> None:
 def test_a_job_too_big_for_every_type_fails_clearly() -> None:
     with pytest.raises(UnplaceableJobError, match="job 'giant' asks for 64 cores"):
         simulate([job("ok", 60), job("giant", 60, cores=64)], parse_node_types("a:2/8G"), ScalerParams())
+
+
+def test_a_service_holds_its_room_for_the_whole_horizon() -> None:
+    types = parse_node_types("n:1/4G")
+    cluster = SimulatedCluster(ProvisionerConfig("t", tuple(types)), boot_delay=0)
+    scaler = ClusterScaler(cluster, cluster, ScalerParams(targetTime=3600, betaInertia=0.0))
+    scaler.job_finished("db", 10.0)  # a short history must not make it look short
+    request = Shape(0.0, G, 1, G)
+    work = [WorkItem("db", request, 5.0, service=True), WorkItem("db", request, None, service=True)]
+    assert scaler.tick(work).plan.counts == {"n": 2}
+    assert scaler.tick([WorkItem("db", request, 5.0), WorkItem("db", request)]).plan.counts == {"n": 1}
