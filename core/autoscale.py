@@ -65,7 +65,7 @@ class Autoscaling:
         # Recorded before anything is launched: flow clean finds the nodes through it.
         store.write_shared(records.PROVISIONER, pickle.dumps({"name": name, "run_id": run_id, "extra": extra}))
         try:
-            self.scaler: Scaler = make_scaler(vars(options), run_id, extra, batch)
+            self.scaler: Scaler = make_scaler(vars(options), run_id, extra, batch, journal=self._journal)
         except (ScalerConfigError, ProvisionerError) as exc:
             raise FlowError(str(exc)) from None
         self.nodes: dict[str, dict[str, Any]] = _read_nodes(store) if restart else {}
@@ -100,6 +100,22 @@ class Autoscaling:
         for job_id, name, _, secs, service in issued:
             if secs is not None and not service and job_id not in self._running_since:
                 self._running_since[job_id] = (name, now - secs)
+
+    def _journal(self, event: str, details: Mapping[str, object]) -> None:
+        """The scaler's launches and terminations, into the job store at once."""
+        now, nodes = time.time(), details.get("nodes")
+        if event == "launched" and isinstance(nodes, list):
+            node_type = str(details.get("node_type"))
+            for node_id in nodes:
+                self.nodes[str(node_id)] = {"id": str(node_id), "type": node_type, "launched": now,
+                                            "ended": None, "cores": self.cores.get(node_type, 0.0)}
+        elif event == "terminate" and isinstance(nodes, list):
+            for node_id in nodes:
+                if str(node_id) in self.nodes and self.nodes[str(node_id)]["ended"] is None:
+                    self.nodes[str(node_id)]["ended"] = now
+        else:
+            return
+        self.store.write_shared(records.NODES, pickle.dumps(list(self.nodes.values())))
 
     def _note_nodes(self) -> None:
         now = time.time()
@@ -144,7 +160,9 @@ def terminate_leftover_nodes(store: JobStore) -> str:
     name = str(record["name"])
     try:
         cls = provisioner_class(name)
-        gone = cls.cleanup_run(str(record["run_id"]), ProvisionerConfig(str(record["run_id"]), (), record["extra"]))
+        recorded = [str(n["id"]) for n in _read_nodes(store).values() if n["ended"] is None]
+        run_id = str(record["run_id"])
+        gone = cls.cleanup_run(run_id, ProvisionerConfig(run_id, (), record["extra"]), recorded)
     except (KeyError, ProvisionerError) as exc:
         return f" Could not terminate the nodes it may have left with the {name} provisioner: {exc}."
     if not gone:

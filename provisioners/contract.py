@@ -8,8 +8,15 @@ by its address (``Node.address``).
 Durability: the core records the provisioner's name and the run id in the job store before
 the first launch, and every launch is tagged with the run id, so that after a kill -9 of the
 leader ``flow clean`` and ``--restart`` find what it left with :meth:`Provisioner.cleanup_run`
-(the same pattern as a batch system's ``cancel_run``). A site provisioner (e.g. elastic Slurm,
-nodes resumed and suspended by site commands) implements these methods with those commands.
+(the same pattern as a batch system's ``cancel_run``); the ids of each launch are recorded as
+soon as it returns, and passed to ``cleanup_run`` too.
+
+A site provisioner (the next one: elastic Slurm) maps these methods to the site's commands:
+``add_nodes`` resumes or creates nodes of a type (a partition or feature) and returns their
+names, ``nodes`` reads their state (booting until the scheduler reports them up),
+``terminate_nodes`` suspends or powers them down; the batch system's ``ignoreNode`` drains a
+node (``scontrol update nodename=X state=DRAIN``) before the scaler terminates it, and
+``nodeInUse`` says whether jobs still run there.
 """
 
 from __future__ import annotations
@@ -142,9 +149,11 @@ class Provisioner(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def cleanup_run(cls, run_id: str, config: ProvisionerConfig) -> list[str]:
-        """Terminate every node tagged with ``run_id`` (a leader that is gone left them);
-        return their ids. For ``flow clean`` and ``--restart``."""
+    def cleanup_run(cls, run_id: str, config: ProvisionerConfig, recorded: Sequence[str] = ()) -> list[str]:
+        """Terminate every node of run ``run_id`` that a leader which is gone left; return their
+        ids. For ``flow clean`` and ``--restart``. ``recorded``: the ids the job store holds for
+        the run and not as terminated (each launch's ids are written as soon as it returns); a
+        provisioner that cannot tag its nodes finds them by these."""
 
 
 class ScalerConfigError(ValueError):

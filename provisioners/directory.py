@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from flow.provisioners.contract import (
     Node,
@@ -80,7 +80,7 @@ class DirectoryProvisioner(Provisioner):
                 os.remove(self._path(self.config.run_id, node_id))
 
     @classmethod
-    def cleanup_run(cls, run_id: str, config: ProvisionerConfig) -> list[str]:
+    def cleanup_run(cls, run_id: str, config: ProvisionerConfig, recorded: Sequence[str] = ()) -> list[str]:
         directory = _directory(config.extra)
         found = [node_id for node_id, _ in _records(directory, run_id)]
         try:

@@ -22,8 +22,9 @@ from flow.provisioners.shape import NodeType, Shape
 
 logger = logging.getLogger("flow.scaler")
 
-#: journal(event, details): called before every launch ("launch") and after every termination
-#: ("terminate"); the core writes it to the job store so that nodes are found after a crash.
+#: journal(event, details): called before every launch ("launch": node_type, count), with the
+#: ids as soon as it returns ("launched": node_type, nodes) and after every termination
+#: ("terminate": nodes); the core keeps it in the job store so that nodes are found after a crash.
 Journal = Callable[[str, Mapping[str, object]], None]
 
 
@@ -140,6 +141,8 @@ class ClusterScaler(Scaler):
         if self.journal is not None:
             self.journal("launch", {"node_type": node_type.name, "count": count})
         ids = self.provisioner.add_nodes(node_type, count)
+        if self.journal is not None and ids:
+            self.journal("launched", {"node_type": node_type.name, "nodes": ids})
         report.launched[node_type.name] = len(ids)
         if ids:
             logger.info("launched %d %s node(s)%s", len(ids), node_type.name,

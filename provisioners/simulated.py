@@ -116,7 +116,7 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
             node.ended_at = self.now
 
     @classmethod
-    def cleanup_run(cls, run_id: str, config: ProvisionerConfig) -> list[str]:
+    def cleanup_run(cls, run_id: str, config: ProvisionerConfig, recorded: Sequence[str] = ()) -> list[str]:
         return []  # its nodes live in this process only
 
     # ---- the scalable batch system -------------------------------------------------------------
