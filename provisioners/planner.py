@@ -162,32 +162,32 @@ def planned_runtime(seconds: float, horizon: float) -> float:
     return max(MIN_WALLTIME, math.ceil(run / step - EPS) * step)
 
 
+Key = tuple[float, int, float, int, bool]  # planned runtime, memory, cores, disk, preemptible
+
+
 def _groups(jobs: Sequence[PlanJob], node_types: Sequence[NodeType], horizon: float) -> list[tuple[Shape, int, str]]:
     """(shape with its planned runtime, count, first job's name) per distinct shape, largest
-    first. Grouped by object first: the jobs of one kind usually share their Shape."""
-    by_object: dict[int, list[object]] = {}
+    first. Counted by object first: the jobs of one kind usually share their Shape."""
+    per_object: dict[int, int] = {}
+    first: dict[int, PlanJob] = {}
     for job in jobs:
-        entry = by_object.get(id(job.shape))
-        if entry is None:
-            by_object[id(job.shape)] = [job.shape, 1, job.name]
-        else:
-            entry[1] += 1  # type: ignore[operator]
-    counts: dict[tuple[float, int, float, int, bool], list[object]] = {}
-    for shape, n, name in by_object.values():
-        assert isinstance(shape, Shape)
-        key = (planned_runtime(shape.wallTime, horizon), shape.memory, shape.cores, shape.disk, shape.preemptible)
-        entry = counts.get(key)
-        if entry is None:
-            counts[key] = [Shape(*key), n, name]
-        else:
-            entry[1] += n  # type: ignore[operator]
+        key = id(job.shape)
+        per_object[key] = per_object.get(key, 0) + 1
+        first.setdefault(key, job)
+    counts: dict[Key, int] = {}
+    names: dict[Key, str] = {}
+    for key, n in per_object.items():
+        shape, name = first[key].shape, first[key].name
+        group = (planned_runtime(shape.wallTime, horizon), shape.memory, shape.cores, shape.disk, shape.preemptible)
+        counts[group] = counts.get(group, 0) + n
+        names.setdefault(group, name)
     top_cores = max(t.shape.cores for t in node_types)
     top_memory = max(t.shape.memory for t in node_types)
 
-    def size(key: tuple[float, int, float, int, bool]) -> tuple[float, tuple[float, int, float, int, bool]]:
-        return -key[0] * max(key[2] / top_cores, key[1] / top_memory), key
+    def size(group: Key) -> tuple[float, Key]:
+        return -group[0] * max(group[2] / top_cores, group[1] / top_memory), group
 
-    return [(entry[0], entry[1], entry[2]) for _, entry in sorted(counts.items(), key=lambda kv: size(kv[0]))]  # type: ignore[misc]
+    return [(Shape(*group), counts[group], names[group]) for group in sorted(counts, key=size)]
 
 
 def pack(node_types: Sequence[NodeType], jobs: Sequence[PlanJob], params: ScalerParams) -> dict[str, int]:

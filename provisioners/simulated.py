@@ -81,6 +81,9 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
         self._seq = 0
         self.busy_terminations = self.undrained_terminations = self.preempted = 0
         self.final = False  # set for the run's last termination (not a scaler round)
+        #: The preemptible market is short (a launch got fewer nodes than asked, or a node was
+        #: preempted since the last launch): preemptible jobs may then use other nodes' room.
+        self.spot_short = not any(t.preemptible for t in config.node_types)
 
     # ---- the provisioner ----------------------------------------------------------------------
     def add_nodes(self, node_type: NodeType, count: int) -> list[str]:
@@ -88,7 +91,10 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
             raise ProvisionerError(f"node type {node_type.name!r} is not offered")
         if node_type.preemptible and self.spot_capacity is not None:
             live = sum(1 for n in self._live() if n.node_type.preemptible)
-            count = max(0, min(count, self.spot_capacity - live))
+            granted = max(0, min(count, self.spot_capacity - live))
+            self.spot_short, count = granted < count, granted
+        elif node_type.preemptible:
+            self.spot_short = False
         ids = []
         for _ in range(count):
             node_id = f"{node_type.name}-{len(self._nodes)}"
@@ -159,6 +165,7 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
         node.ended_at = self.now
         node.was_drained = True  # not the scaler's doing
         self.preempted += 1
+        self.spot_short = True
         lost, node.jobs = sorted(node.jobs), set()
         return lost
 
@@ -286,12 +293,14 @@ class _Run:
 
     def _place(self) -> None:
         """First fit, in queue order, on ready nodes that are not draining. Non-preemptible jobs
-        go first; preemptible jobs then take preemptible nodes first and only the room left on
-        the others (a scheduler with node affinity: the paid-for room is used, nothing starves)."""
+        go first. Preemptible jobs run on preemptible nodes and, only while the preemptible market
+        is short (what --preemptibleCompensation buys non-preemptible nodes for), on the room
+        left on the others."""
         nodes = self.c.ready_nodes()
         if not nodes or not self.queue:
             return
-        spot_first = sorted(nodes, key=lambda n: not n.node_type.preemptible)
+        spot_first = sorted((n for n in nodes if self.c.spot_short or n.node_type.preemptible),
+                            key=lambda n: not n.node_type.preemptible)
         jobs = self.jobs
         left = []
         for i in [i for i in self.queue if not jobs[i].request.preemptible] + \
