@@ -6,7 +6,8 @@ job graph, with Toil's rule that a follow-on waits for its parent's children and
 they started). They are replayed through the same scaler, on the simulated cluster, in virtual
 time; ``flow plan`` prints the predicted makespan, node-hours per type, peak nodes and idle
 fraction. Jobs start as soon as what they wait for has ended and a node has room (the recorded
-run's scheduling delays are not replayed).
+run's scheduling delays are not replayed). In a run still going, a job that has not run yet is
+given the mean runtime of its kind (none if no job of its kind has run).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def recorded_jobs(store: JobStore) -> tuple[list[RecordedJob], float | None]:
     if not stats:
         raise FlowError(f"The run in {store.locator} recorded no runtimes: run it with --stats to plan from it.")
     wall = {str(r["job_id"]): float(r.get("wall", 0.0)) for r in stats}  # a retried job: its last run
+    kinds: dict[str, list[float]] = {}
+    for r in stats:
+        kinds.setdefault(str(r["kind"]), []).append(float(r.get("wall", 0.0)))
+    by_kind = {kind: sum(times) / len(times) for kind, times in kinds.items()}  # for jobs yet to run
     descs = _graph(store, raw_root.decode())
     index = {job_id: i for i, job_id in enumerate(descs)}
     jobs: list[RecordedJob] = []
@@ -58,7 +63,7 @@ def recorded_jobs(store: JobStore) -> tuple[list[RecordedJob], float | None]:
         shape = Shape(0.0, int(config.default_memory if desc.memory is None else desc.memory),
                       float(config.default_cores if desc.cores is None else desc.cores),
                       int(config.default_disk if desc.disk is None else desc.disk), desc.preemptible)
-        jobs.append(RecordedJob(desc.name, shape, wall.get(desc.job_id, 0.0)))
+        jobs.append(RecordedJob(desc.name, shape, wall.get(desc.job_id, by_kind.get(desc.name, 0.0))))
         for succ in [*desc.services, *desc.children, *desc.follow_ons]:
             if succ in index:
                 after[index[succ]].append(index[desc.job_id])
