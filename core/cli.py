@@ -20,9 +20,12 @@ from typing import Any
 from flow.batchsystems.abstract import BatchConfig, BatchSystemError
 from flow.batchsystems.registry import batch_system_class
 from flow.core import leaderlock, records
+from flow.core.autoscale import node_usage, terminate_leftover_nodes
 from flow.core.description import JobDescription, JobState
+from flow.core.exceptions import FlowError
 from flow.core.leaderlock import Leader, read_leader
 from flow.core.logs import report
+from flow.core.plan import add_plan_arguments, cmd_plan
 from flow.core.records import BATCH_SYSTEM, KILL, ROOT, STATUS, UNREADABLE
 from flow.core.resources import format_size, machine_cores, machine_disk, machine_memory
 from flow.jobstores.abstract import (
@@ -224,9 +227,10 @@ def cmd_stats(args: argparse.Namespace) -> int:
     kept = {r["kind"] for r in shown}
     total = _summary("TOTAL", [r for r in records if str(r["kind"]) in kept]) | {"hidden": False}
     hidden = sum(r["count"] for r in rows if r not in shown)
+    nodes = node_usage(store, records)  # None unless the run used --provisioner
     if args.json:
         print(json.dumps({"job_store": store.locator, "recorded": bool(records), "kinds": shown,
-                          "total": total, "internal_not_shown": hidden}, indent=2))
+                          "total": total, "internal_not_shown": hidden, "nodes": nodes}, indent=2))
     elif not records:
         print(f"No statistics in {store.locator}: the run did not use --stats.")
     else:
@@ -235,7 +239,18 @@ def cmd_stats(args: argparse.Namespace) -> int:
             print("* internal jobs (encapsulation, front-ends)")
         if hidden:
             print(f"({hidden} internal job run(s) not shown; --all shows them)")
+    if nodes is not None and not args.json:
+        _print_nodes(nodes)
     return 0
+
+
+def _print_nodes(nodes: dict[str, Any]) -> None:
+    print(f"\nNodes of the run: {nodes['nodes']} launched, at most {nodes['peak_nodes']} at once")
+    print(f"{'node type':<16} {'node-hours':>11}")
+    for name, hours in sorted(nodes["node_hours"].items()):
+        print(f"{name:<16} {hours:>11.3f}")
+    if nodes["idle_fraction"] is not None:
+        print(f"idle: {nodes['idle_fraction']:.0%} of the nodes' core-hours ran no job")
 
 
 # ---- flow clean / flow kill ----------------------------------------------------------------------
@@ -282,6 +297,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
         return 1
     status = None if unreadable else _shared_text(store, STATUS)
     cancelled = _cancel_leftovers(store) if status == "running" else ""
+    cancelled += terminate_leftover_nodes(store)  # a provisioner's nodes (none without --provisioner)
     store.destroy()
     print(f"Deleted the job store {store.locator}.{cancelled}")
     return 0
@@ -349,6 +365,7 @@ def _parser() -> argparse.ArgumentParser:
     clean.add_argument("--force", action="store_true",
                        help="delete it even if a leader on another host may be running it, or it is damaged")
     add("kill", cmd_kill, "stop a running workflow and its jobs")
+    add_plan_arguments(add("plan", cmd_plan, "predict a run's makespan and node-hours on a cluster of given node types"))
     return parser
 
 
@@ -356,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (JobStoreError, OSError) as exc:  # a missing, foreign, damaged or unreadable store
+    except (JobStoreError, OSError, FlowError) as exc:  # a missing, foreign, damaged or unreadable store
         return report(exc)
 
 

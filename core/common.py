@@ -19,6 +19,8 @@ import psutil
 from flow.batchsystems.abstract import BatchConfig, BatchSystem
 from flow.batchsystems.registry import make_batch_system
 from flow.core import leaderlock, promise, records
+from flow.core.autoscale import Autoscaling
+from flow.core.autoscale import check_options as check_autoscaling
 from flow.core.description import new_job_id
 from flow.core.exceptions import FailedJobsException, FlowError
 from flow.core.filestore import FileID
@@ -78,6 +80,7 @@ class Flow:
         #: state is not known to be finished (never run, or a fault of the store itself).
         self._outcome: str | None = None
         install_excepthook()
+        check_autoscaling(options)  # --provisioner and its node types, before anything starts
 
     # ---- context ------------------------------------------------------------------------------
     def __enter__(self) -> Flow:
@@ -228,8 +231,12 @@ class Flow:
         leader = Leader(store, batch, self._leader_settings(), progress)
         leader.load(root_id, known, restart=restart)  # a damaged record stops us here, unchanged
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+        autoscaling: Autoscaling | None = None
         try:
             self._begin(batch, workflow_id, restart)
+            if self.options.provisioner:  # a cluster scaler
+                autoscaling = Autoscaling(store, self.options, workflow_id, batch, restart)
+                leader.on_tick = autoscaling.on_tick
             ok = leader.run()
             store.write_shared(records.STATUS, b"succeeded" if ok else b"failed")
         except BaseException as exc:
@@ -241,6 +248,8 @@ class Flow:
         finally:
             progress.close()
             batch.shutdown()
+            if autoscaling is not None:  # every node of the run, whatever the outcome
+                autoscaling.shutdown()
             if self._config is not None:  # the run's scratch space (jobs clean their own)
                 shutil.rmtree(os.path.join(self._config.work_dir, f"flow-{self._config.workflow_id}"), ignore_errors=True)
             if previous is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from flow.batchsystems.abstract import (
@@ -55,6 +55,8 @@ class Leader:
         self._starting_services: set[str] = set()
         self._events: deque[sm.Event] = deque()
         self._next_tick = 0.0
+        #: Called with the leader at each tick (the cluster scaler: flow.core.autoscale).
+        self.on_tick: Callable[[Leader], None] | None = None
 
     # ---- the loop ---------------------------------------------------------------------------
     def load(self, root_id: str, known: Iterable[JobDescription] = (), restart: bool = False) -> None:
@@ -104,6 +106,16 @@ class Leader:
             raise WorkflowKilledError(f"the workflow in {self.store.locator} was killed (flow kill)")
         running = {self._job_of[b]: secs for b, secs in self.batch.running().items() if b in self._job_of}
         self._events.append(sm.Tick(now, running))
+        if self.on_tick is not None:
+            self.on_tick(self)
+
+    def issued_jobs(self) -> list[tuple[str, str, tuple[float, int, int, int, bool], float | None, bool]]:
+        """(job id, label, requests, seconds running or None while queued, is a service) of
+        every issued job."""
+        running = self.batch.running()
+        jobs = self.scheduler.jobs
+        return [(job_id, jobs[job_id].label, jobs[job_id].requests, running.get(batch_id), jobs[job_id].is_service)
+                for batch_id, job_id in self._job_of.items() if job_id in jobs]
 
     def _poll_services(self) -> None:
         for job_id in list(self._starting_services):

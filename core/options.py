@@ -116,6 +116,28 @@ def add_flow_options(parser: argparse.ArgumentParser, jobstore_as_flag: bool = F
     slurm.add_argument("--slurmArgs", default="",
                        help="extra sbatch arguments for every job, e.g. '--account=lab --qos=long'"
                             " (after those of the FLOW_SLURM_ARGS environment variable)")
+    add_autoscaling_options(parser)
+
+
+def add_autoscaling_options(parser: argparse.ArgumentParser) -> None:
+    """Toil's cluster-scaler options (checked when the run starts, by flow.core.autoscale)."""
+    scale = parser.add_argument_group("autoscaling options (--provisioner)")
+    scale.add_argument("--provisioner", default=None,
+                       help="grow and shrink the cluster with this provisioner (directory); default: none")
+    scale.add_argument("--nodeTypes", default=None,
+                       help="node types to use, comma-separated, each NAME:CORES/MEMORY[/DISK][:preemptible]"
+                            "[:cost=PRICE], e.g. small:2/8G/100G,big:16/64G:preemptible")
+    scale.add_argument("--minNodes", default="0",
+                       help="nodes to keep at least, per node type, comma-separated (a shorter list repeats its last count; 0)")
+    scale.add_argument("--maxNodes", default="10",
+                       help="nodes to have at most, per node type, comma-separated (a shorter list repeats its last count; 10)")
+    scale.add_argument("--targetTime", type=float, default=1800.0,
+                       help="seconds the queued work should take on the cluster the scaler sizes (1800)")
+    scale.add_argument("--betaInertia", type=float, default=0.1,
+                       help="0 to 1: how slowly the node counts follow the estimate (0.1)")
+    scale.add_argument("--scaleInterval", type=float, default=60.0, help="seconds between scaler rounds (60)")
+    scale.add_argument("--preemptibleCompensation", type=float, default=0.0,
+                       help="0 to 1: non-preemptible nodes to buy per preemptible node that cannot be had (0)")
 
 
 def default_options(job_store: str | None = None) -> argparse.Namespace:

@@ -22,6 +22,8 @@ STATUS = "status"  # b"running", b"succeeded" or b"failed"
 LEADER = "leader"  # b"<host> <pid> <process start time>"
 BATCH_SYSTEM = "batch_system"  # the --batchSystem the leader runs jobs on (for flow kill/clean)
 KILL = "kill"  # present: 'flow kill' asked the leader to stop
+PROVISIONER = "provisioner"  # pickled {"name", "run_id", "extra"}: written before the first node is launched
+NODES = "nodes"  # pickled list of the run's nodes: {"id", "type", "launched", "ended"} (wall-clock seconds)
 
 #: Whatever unpickling a damaged record may raise.
 UNREADABLE = (

@@ -343,4 +343,6 @@ class _Usage:
             "wall": time.time() - self.start,
             "cpu": (me - self.self_cpu) + (kids - self.child_cpu),
             "memory": peak, "end": time.time(),
+            # what it asked for (None: the run's default), for 'flow plan' and node usage
+            "request": (desc.cores, desc.memory, desc.disk, desc.preemptible), "label": desc.label,
         }

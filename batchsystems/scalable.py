@@ -1,0 +1,47 @@
+"""The scalable extension of a batch system: what a cluster scaler needs to know about nodes.
+
+A batch system that runs jobs on nodes it can name (a cluster) implements
+:class:`ScalableBatchSystem` as well as :class:`~flow.batchsystems.abstract.BatchSystem`, with
+Toil's method names. The scaler reads ``getNodes`` to see how busy each node is, and removes a
+node only after ``ignoreNode`` (no new job is placed there: the node drains) and once
+``nodeInUse`` is False. Batch systems never import ``flow.provisioners``: node types and
+provisioners are the scaler's business, node addresses are the common language.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node as the batch system sees it (Toil's ``NodeInfo``)."""
+
+    coresUsed: float  # cores busy now (measured where the batch system can, else requested)
+    memoryUsed: int  # bytes in use now
+    coresTotal: float
+    memoryTotal: int
+    requestedCores: float  # sum of the requests of the jobs running there
+    requestedMemory: int
+    workers: int  # jobs running there
+
+
+class ScalableBatchSystem(abc.ABC):
+    """Mix-in for batch systems whose nodes a cluster scaler may add and remove."""
+
+    @abc.abstractmethod
+    def getNodes(self, preemptible: bool | None = None) -> dict[str, NodeInfo]:
+        """Nodes by address (all, or only the preemptible or non-preemptible ones)."""
+
+    @abc.abstractmethod
+    def nodeInUse(self, nodeAddress: str) -> bool:
+        """Does any job run on this node now?"""
+
+    @abc.abstractmethod
+    def ignoreNode(self, nodeAddress: str) -> None:
+        """Place no new job on this node (it drains); jobs running there carry on."""
+
+    @abc.abstractmethod
+    def unignoreNode(self, nodeAddress: str) -> None:
+        """Place jobs on this node again."""

@@ -1,0 +1,103 @@
+"""The seed scenarios of the cluster scaler (Toil's cluster-scaler test cases, in virtual time),
+shared by the tests and ``benchmarks/autoscale.py``."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from flow.provisioners.planner import ScalerParams
+from flow.provisioners.scaler import RuntimeHistory
+from flow.provisioners.shape import NodeType, Shape, parse_counts, parse_node_types
+from flow.provisioners.simulated import SimJob, SimResult, simulate
+
+G = 1024**3
+
+
+@dataclass
+class Scenario:
+    name: str
+    node_types: list[NodeType]
+    jobs: list[SimJob]
+    params: ScalerParams
+    history: RuntimeHistory = field(default_factory=RuntimeHistory)
+    boot_delay: float = 60.0
+    spot_lifetime: float | None = None
+    spot_capacity: int | None = None
+
+    def run(self) -> SimResult:
+        history = RuntimeHistory(dict(self.history.totals), self.history.overall)
+        return simulate(self.jobs, self.node_types, self.params, history, self.boot_delay,
+                        self.spot_lifetime, self.spot_capacity)
+
+    def lower_bound(self) -> float:
+        """Cost (node-seconds times the type's cost) of an ideal packing: each job's core- or
+        memory-seconds, whichever binds, on the type that holds them cheapest, with no boot and no
+        idle time. With one node type, divided by its cost: node-seconds."""
+        total = 0.0
+        for job in self.jobs:
+            r = job.request
+            total += min(t.cost * job.runtime * max(r.cores / t.shape.cores, r.memory / t.shape.memory)
+                         for t in self.node_types if r.fits_in(t.shape))
+        return total / self.unit()
+
+    def cost(self, result: SimResult) -> float:
+        """What ``result`` paid, in the same unit as :meth:`lower_bound`."""
+        return sum(t.cost * result.node_seconds[t.name] for t in self.node_types) / self.unit()
+
+    def unit(self) -> float:
+        """Costs are shown as node-seconds of the cheapest type (node-seconds with one type)."""
+        return min(t.cost for t in self.node_types) or 1.0
+
+
+def _params(types: Sequence[NodeType], max_nodes: str, **kw: float) -> ScalerParams:
+    return ScalerParams(targetTime=kw.get("targetTime", 3600.0), betaInertia=kw.get("betaInertia", 0.1),
+                        preemptibleCompensation=kw.get("preemptibleCompensation", 0.0),
+                        maxNodes=tuple(parse_counts(max_nodes, len(types), "--maxNodes")), scaleInterval=60.0)
+
+
+def _jobs(rng: random.Random, n: int, name: str, cores: float, memory: int, preemptible: bool = False,
+          runtime: tuple[float, float] = (300.0, 900.0)) -> list[SimJob]:
+    return [SimJob(name, Shape(0.0, memory, cores, G, preemptible), rng.uniform(*runtime)) for _ in range(n)]
+
+
+def with_history() -> Scenario:
+    """100 jobs on one node type, the scaler knowing 1,000 completed jobs' runtimes."""
+    rng = random.Random(1)
+    types = parse_node_types("n:4/16G")
+    history = RuntimeHistory()
+    for _ in range(1000):
+        history.record("align", rng.uniform(300.0, 900.0))
+    return Scenario("100 jobs, 1,000-job history", types, _jobs(rng, 100, "align", 1, 2 * G),
+                    _params(types, "10", targetTime=1800), history)
+
+
+def preemptible_mix() -> Scenario:
+    """100 preemptible and 100 non-preemptible jobs; preemptible nodes live half an hour on average."""
+    rng = random.Random(2)
+    types = parse_node_types("od:4/16G,spot:4/16G:preemptible:cost=2")
+    jobs = _jobs(rng, 100, "spotjob", 1, 2 * G, preemptible=True) + _jobs(rng, 100, "odjob", 1, 2 * G)
+    rng.shuffle(jobs)
+    return Scenario("100 preemptible + 100 non-preemptible", types, jobs,
+                    _params(types, "20", targetTime=1800, preemptibleCompensation=0.5), spot_lifetime=1800.0)
+
+
+def three_sizes() -> Scenario:
+    """small, medium and large types given out of order; 100 small- and 100 medium-shaped jobs."""
+    rng = random.Random(3)
+    types = parse_node_types("large:16/64G,small:2/8G,medium:4/16G")
+    jobs = _jobs(rng, 100, "small", 1, 4 * G) + _jobs(rng, 100, "medium", 4, 16 * G)
+    rng.shuffle(jobs)
+    return Scenario("small/medium/large, small and medium jobs", types, jobs, _params(types, "20", targetTime=1800))
+
+
+def short_max_nodes() -> Scenario:
+    """--maxNodes 3 for three node types: each is capped at 3."""
+    rng = random.Random(4)
+    types = parse_node_types("small:2/8G,medium:4/16G,large:8/32G")
+    jobs = _jobs(rng, 60, "small", 1, 4 * G) + _jobs(rng, 40, "big", 8, 32 * G)
+    return Scenario("maxNodes shorter than nodeTypes", types, jobs, _params(types, "3", targetTime=1800))
+
+
+SEEDS: list[Callable[[], Scenario]] = [with_history, preemptible_mix, three_sizes, short_max_nodes]

@@ -1,0 +1,216 @@
+"""The leader's cluster scaler with the directory provisioner: nodes are launched when the run
+needs them and terminated when it ends, fails or is interrupted; after a kill -9 of the leader
+``flow clean`` and ``--restart`` terminate what it left."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flow.core import records
+from flow.jobstores.registry import open_job_store
+
+GATED = textwrap.dedent('''
+    import os, sys, time
+    from flow.core.job import Job
+
+    def wait_for(gate, fail):
+        deadline = time.time() + 60
+        while not os.path.exists(gate) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.2)  # outlives a leader tick, so the scaler sees it running
+        if fail:
+            raise RuntimeError("this job fails")
+
+    def start(job, gate, fail):
+        for i in range(3):
+            job.addChildFn(wait_for, gate, fail and i == 0, cores=0.1, memory="10M")
+
+    if __name__ == "__main__":
+        parser = Job.Runner.getDefaultArgumentParser()
+        parser.add_argument("--gate", required=True)
+        parser.add_argument("--fail", action="store_true")
+        options = parser.parse_args()
+        root = Job.wrapJobFn(start, options.gate, options.fail, cores=0.1, memory="10M")
+        if options.restart:
+            from flow.core.common import Flow
+            with Flow(options) as flow:
+                flow.restart()
+        else:
+            Job.Runner.startFlow(root, options)
+''')
+
+SCALING = ["--provisioner", "directory", "--nodeTypes", "small:2/8G,big:8/32G", "--scaleInterval", "0.2",
+           "--retryCount", "0", "--clean", "never", "--noProgress", "--stats"]
+
+
+def _command(tmp_path: Path, *extra: str) -> list[str]:
+    script = tmp_path / "gated.py"
+    script.write_text(GATED)
+    return [sys.executable, str(script), str(tmp_path / "js"), "--gate", str(tmp_path / "gate"), *SCALING, *extra]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "FLOW_NODE_DIRECTORY": str(tmp_path / "nodes")}
+
+
+def _nodes(tmp_path: Path) -> list[str]:
+    directory = tmp_path / "nodes"
+    return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+
+
+def _recorded_nodes(tmp_path: Path) -> list[dict[str, object]]:
+    raw = open_job_store(str(tmp_path / "js")).read_shared(records.NODES)
+    return pickle.loads(raw) if raw else []
+
+
+def _flow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flow.core.cli", *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def _start(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(_command(tmp_path, *extra), cwd=tmp_path, env=_env(tmp_path), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_for_nodes(tmp_path: Path, leader: subprocess.Popen[str]) -> list[str]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert leader.poll() is None, leader.communicate()[0]
+        if any(name.endswith(".json") for name in _nodes(tmp_path)):
+            return _nodes(tmp_path)
+        time.sleep(0.05)
+    pytest.fail("the leader launched no node")
+
+
+def _stop(leader: subprocess.Popen[str]) -> None:
+    if leader.poll() is None:
+        os.killpg(leader.pid, signal.SIGKILL)
+    leader.wait(timeout=30)
+
+
+def test_nodes_live_while_the_run_needs_them_and_end_with_it(tmp_path: Path) -> None:
+    (tmp_path / "gate").touch()
+    done = subprocess.run(_command(tmp_path), cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert _nodes(tmp_path) == []
+    nodes = _recorded_nodes(tmp_path)
+    assert nodes and all(n["ended"] is not None for n in nodes)
+    assert {n["type"] for n in nodes} == {"small"}  # 0.1-core jobs: the big type is never bought
+    stats = _flow("stats", str(tmp_path / "js"), env=_env(tmp_path))
+    assert "node-hours" in stats.stdout and "small" in stats.stdout
+
+
+@pytest.mark.parametrize("how", ["failure", "interrupt"])
+def test_nodes_end_when_the_run_fails_or_is_interrupted(tmp_path: Path, how: str) -> None:
+    leader = _start(tmp_path, *(["--fail"] if how == "failure" else []))
+    try:
+        _wait_for_nodes(tmp_path, leader)
+        if how == "failure":
+            (tmp_path / "gate").touch()
+        else:
+            leader.send_signal(signal.SIGINT)
+        output = leader.communicate(timeout=60)[0]
+        assert leader.returncode != 0, output
+        assert _nodes(tmp_path) == [], output
+    finally:
+        _stop(leader)
+
+
+@pytest.fixture
+def killed_leader(tmp_path: Path) -> Iterator[list[str]]:
+    """A run whose leader (and its workers, as on a lost machine) got kill -9 while it had
+    nodes; yields the node records it left."""
+    leader = _start(tmp_path)
+    try:
+        _wait_for_nodes(tmp_path, leader)
+        os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait(timeout=30)
+        yield [name for name in _nodes(tmp_path) if name.endswith(".json")]
+    finally:
+        _stop(leader)
+
+
+def test_flow_clean_terminates_the_nodes_of_a_killed_leader(tmp_path: Path, killed_leader: list[str]) -> None:
+    done = _flow("clean", str(tmp_path / "js"), env=_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f"Terminated the {len(killed_leader)} node(s)" in done.stdout
+    assert _nodes(tmp_path) == []
+
+
+def test_restart_terminates_the_nodes_of_a_killed_leader(tmp_path: Path, killed_leader: list[str]) -> None:
+    (tmp_path / "gate").touch()
+    done = subprocess.run(_command(tmp_path, "--restart"), cwd=tmp_path, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert _nodes(tmp_path) == []
+    recorded = {str(n["id"]): n for n in _recorded_nodes(tmp_path)}
+    assert killed_leader and all(recorded[name.split(".", 1)[1][: -len(".json")]]["ended"] for name in killed_leader)
+
+
+def test_bad_node_types_are_one_paragraph(tmp_path: Path) -> None:
+    done = subprocess.run([*_command(tmp_path)[:5], "--provisioner", "directory", "--nodeTypes", "small:2/8X"],
+                          cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("flow: error: node type 'small:2/8X'")
+
+
+FANOUT = textwrap.dedent('''
+    import time
+    from flow.core.job import Job
+
+    def work(i):
+        time.sleep(1.0)
+        return i
+
+    def total(values):
+        return sum(values)
+
+    def start(job, n):
+        values = [job.addChildFn(work, i, cores=1, memory="100M").rv() for i in range(n)]
+        return job.addFollowOnFn(total, values, cores=0.1, memory="10M").rv()
+
+    if __name__ == "__main__":
+        options = Job.Runner.getDefaultArgumentParser().parse_args()
+        print(Job.Runner.startFlow(Job.wrapJobFn(start, 8, cores=0.1, memory="10M"), options))
+''')
+
+
+def _plan(store: Path, *args: str) -> dict[str, Any]:
+    done = _flow("plan", str(store), "--json", "--targetTime", "1", "--scaleInterval", "1", "--bootDelay", "0",
+                 *args, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_flow_plan_replays_a_real_run(tmp_path: Path) -> None:
+    script = tmp_path / "fanout.py"
+    script.write_text(FANOUT)
+    store = tmp_path / "js"
+    done = subprocess.run([sys.executable, str(script), str(store), "--stats", "--noProgress", "--maxCores", "2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "28", done.stderr
+    one, four = _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "1"), _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "4")
+    assert one["jobs"] == four["jobs"] == 10 and one["jobs_run"] == 10
+    assert one["peak_nodes"] == 1 and four["peak_nodes"] > 1
+    # eight one-second jobs, two at a time on one node; the follow-on after all of them
+    assert 4.0 <= one["makespan"] < 6.0
+    assert four["makespan"] < one["makespan"]
+    text = _flow("plan", str(store), "--nodeTypes", "n:2/4G", env=dict(os.environ))
+    assert "predicted makespan" in text.stdout and "node-hours: n" in text.stdout and "peak nodes: 1" in text.stdout
+    too_small = _flow("plan", str(store), "--nodeTypes", "n:0.5/4G", env=dict(os.environ))
+    assert too_small.returncode == 1 and too_small.stderr.startswith("flow: error: job 'work' asks for 1 cores")
+    assert "Traceback" not in too_small.stderr

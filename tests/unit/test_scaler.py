@@ -1,0 +1,114 @@
+"""The cluster scaler on the simulated cluster, in virtual time (each test takes milliseconds)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flow.provisioners.contract import ProvisionerConfig, WorkItem
+from flow.provisioners.planner import ScalerParams, UnplaceableJobError
+from flow.provisioners.scaler import ClusterScaler
+from flow.provisioners.scenarios import (
+    SEEDS,
+    Scenario,
+    preemptible_mix,
+    short_max_nodes,
+    three_sizes,
+)
+from flow.provisioners.shape import Shape, parse_node_types
+from flow.provisioners.simulated import SimJob, SimulatedCluster, run_on, simulate
+
+G = 1024**3
+
+
+def job(name: str, seconds: float, cores: float = 1, memory: int = G, preemptible: bool = False,
+        after: tuple[int, ...] = ()) -> SimJob:
+    return SimJob(name, Shape(0.0, memory, cores, G, preemptible), seconds, after)
+
+
+@pytest.mark.parametrize("make", SEEDS, ids=lambda m: m.__name__)
+def test_seed_scenarios_finish_within_bounds_and_drain_before_removal(make: object) -> None:
+    scenario: Scenario = make()  # type: ignore[operator]
+    result = scenario.run()
+    print(f"{scenario.name}: peak {result.peak_by_type}, node-seconds "
+          f"{ {k: round(v) for k, v in result.node_seconds.items()} }, cost {scenario.cost(result):.0f} "
+          f"vs ideal {scenario.lower_bound():.0f}")
+    assert result.jobs_done == result.jobs_total
+    for i, t in enumerate(scenario.node_types):
+        assert result.peak_by_type[t.name] <= scenario.params.bounds(i)[1]
+    assert result.busy_terminations == 0
+    assert result.undrained_terminations == 0
+
+
+def test_small_and_medium_used_large_never() -> None:
+    result = three_sizes().run()
+    assert result.peak_by_type["large"] == 0
+    assert result.peak_by_type["small"] > 0 and result.peak_by_type["medium"] > 0
+
+
+def test_a_short_max_nodes_list_caps_every_type() -> None:
+    scenario = short_max_nodes()
+    assert scenario.params.maxNodes == (3, 3, 3)
+    assert max(scenario.run().peak_by_type.values()) == 3
+
+
+def test_preemptible_nodes_vanish_and_their_jobs_run_again() -> None:
+    result = preemptible_mix().run()
+    assert result.preempted > 0 and result.jobs_done == 200
+
+
+def test_a_busy_node_is_never_terminated_while_the_cluster_shrinks() -> None:
+    types = parse_node_types("n:4/16G")
+    jobs = [job("long", 5000)] + [job("short", 100) for _ in range(60)]
+    params = ScalerParams(targetTime=600, betaInertia=0.0, maxNodes=(10,), scaleInterval=60)
+    cluster = SimulatedCluster(ProvisionerConfig("t", tuple(types)), boot_delay=30)
+    result = run_on(cluster, ClusterScaler(cluster, cluster, params), jobs)
+    assert result.jobs_done == 61 and result.peak_nodes > 1
+    assert result.busy_terminations == 0 and result.undrained_terminations == 0
+    # the cluster shrank to the long job's node long before it ended
+    ends = sorted(n.ended_at or 0.0 for n in cluster._nodes.values())
+    assert ends[-2] < 2000 < 5000 <= ends[-1]
+
+
+def test_nodes_never_exceed_max_nodes() -> None:
+    types = parse_node_types("a:2/8G,b:4/16G")
+    jobs = [job("x", 600) for _ in range(100)] + [job("w", 600, cores=4) for _ in range(30)]
+    result = simulate(jobs, types, ScalerParams(targetTime=600, maxNodes=(4, 2)))
+    assert result.jobs_done == 130 and result.peak_by_type == {"a": 4, "b": 2}
+
+
+def test_min_nodes_are_kept_until_the_end() -> None:
+    types = parse_node_types("a:2/8G")
+    result = simulate([job("x", 60)], types, ScalerParams(targetTime=600, minNodes=(3,), maxNodes=(5,)))
+    assert result.jobs_done == 1 and result.peak_nodes == 3
+
+
+def test_successors_run_after_their_predecessors() -> None:
+    types = parse_node_types("a:2/8G")
+    jobs = [job("first", 100), job("second", 100, after=(0,)), job("third", 100, after=(1,))]
+    result = simulate(jobs, types, ScalerParams(targetTime=600, scaleInterval=10), boot_delay=0)
+    assert result.jobs_done == 3 and result.makespan == pytest.approx(300)
+
+
+def test_lost_preemptible_capacity_is_compensated() -> None:
+    types = parse_node_types("od:4/16G,spot:4/16G:preemptible:cost=2")
+    jobs = [job("p", 300, preemptible=True) for _ in range(40)]
+    helped = simulate(jobs, types, ScalerParams(targetTime=900, preemptibleCompensation=1.0), spot_capacity=0)
+    assert helped.jobs_done == 40 and helped.peak_by_type["spot"] == 0 and helped.peak_by_type["od"] > 0
+    unhelped = simulate(jobs, types, ScalerParams(targetTime=900), spot_capacity=0)
+    assert unhelped.jobs_done == 0  # nothing to run on: the preemptible market is empty
+
+
+def test_a_job_too_big_for_every_type_fails_clearly() -> None:
+    with pytest.raises(UnplaceableJobError, match="job 'giant' asks for 64 cores"):
+        simulate([job("ok", 60), job("giant", 60, cores=64)], parse_node_types("a:2/8G"), ScalerParams())
+
+
+def test_a_service_holds_its_room_for_the_whole_horizon() -> None:
+    types = parse_node_types("n:1/4G")
+    cluster = SimulatedCluster(ProvisionerConfig("t", tuple(types)), boot_delay=0)
+    scaler = ClusterScaler(cluster, cluster, ScalerParams(targetTime=3600, betaInertia=0.0))
+    scaler.job_finished("db", 10.0)  # a short history must not make it look short
+    request = Shape(0.0, G, 1, G)
+    work = [WorkItem("db", request, 5.0, service=True), WorkItem("db", request, None, service=True)]
+    assert scaler.tick(work).plan.counts == {"n": 2}
+    assert scaler.tick([WorkItem("db", request, 5.0), WorkItem("db", request)]).plan.counts == {"n": 1}
