@@ -3,7 +3,8 @@
 Layout under the store root (mode 0700; every directory 0700, every record 0600)::
 
     flow-jobstore.json                   marker, written last by ``create``
-    flow-jobstore.deleting               the marker, renamed there first by ``destroy``
+    flow-jobstore.deleting               the marker, renamed there by ``destroy`` where the
+                                         store cannot be renamed away first (see ``destroy``)
     leader.lock, leader.lock.mutex       the leader lock (see ``acquire_lock``)
     jobs/<id[:2]>/<id>.job|.body|.result|.log
     files/<tok[:2]>/<tok>/<basename>     file id "<tok[:2]>/<tok>/<basename>"
@@ -190,6 +191,7 @@ class FileJobStore(JobStore):
     @classmethod
     def create(cls, locator: str) -> FileJobStore:
         root = cls._root(locator)
+        cls._sweep_trash(root)
         try:
             cls._make_root(locator, root)
             for sub in _SUBDIRS:
@@ -251,6 +253,7 @@ class FileJobStore(JobStore):
             if state == "deleting":
                 raise JobStoreDeletingError(locator, _DELETING.format(root=root)) from None
             if state == "missing":
+                cls._sweep_trash(root)
                 raise NoSuchJobStoreError(locator, f"there is no job store at {root}.") from None
             if state == "empty":
                 raise NoSuchJobStoreError(locator, f"{root} is an empty directory.") from None
@@ -269,14 +272,28 @@ class FileJobStore(JobStore):
         return os.path.isfile(f"{cls._root(locator)}/{MARKER}")
 
     def destroy(self) -> None:
-        """Delete everything. The marker is first renamed to ``DELETING``, so that a destroy
-        interrupted half-way is never taken for a store that was never started (``open`` says
-        what happened, and a repeated destroy finishes the job); that marker goes last."""
+        """Delete everything, so that a destroy cut short (kill -9 in end-of-run cleanup) never
+        leaves a partial store to be taken for one that was never started.
+
+        The store is first renamed, in one step, to a hidden sibling (``.NAME.flow-deleting-*``)
+        and deleted there: the store is whole or gone, and whoever next creates or opens the
+        locator finishes deleting such leftovers. Where it cannot be renamed (a mount point, a
+        parent it may not write), the marker is renamed to ``DELETING`` instead: ``open`` then
+        says what happened and a repeated destroy finishes the job; that marker goes last."""
         state = self._inspect(self.root)
         if state in ("not-dir", "foreign"):
             raise CorruptJobStoreError(
                 self.locator, f"refusing to delete {self.root}: it has no {MARKER} marker."
             )
+        if state in ("store", "deleting"):
+            trash = f"{self._trash_prefix(self.root)}{_token()}"
+            try:
+                os.rename(self.root, trash)
+            except OSError:
+                pass
+            else:
+                shutil.rmtree(trash, ignore_errors=True)
+                return
         if state == "store":
             os.replace(f"{self.root}/{MARKER}", f"{self.root}/{DELETING}")
             state = "deleting"
@@ -290,6 +307,26 @@ class FileJobStore(JobStore):
             _unlink_quiet(f"{self.root}/{DELETING}")
         with suppress(FileNotFoundError):
             shutil.rmtree(self.root)
+
+    @staticmethod
+    def _trash_prefix(root: str) -> str:
+        parent, name = os.path.split(root)
+        return f"{parent}/.{name}.flow-deleting-"
+
+    @classmethod
+    def _sweep_trash(cls, root: str) -> None:
+        """Finish deleting what an interrupted destroy of the store at ``root`` left (only
+        directories that hold a flow marker: nothing else is ever touched)."""
+        prefix = cls._trash_prefix(root)
+        parent, start = os.path.dirname(prefix), os.path.basename(prefix)
+        try:
+            with os.scandir(parent) as entries:
+                leftovers = [e.path for e in entries if e.name.startswith(start) and e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return
+        for path in leftovers:
+            if os.path.lexists(f"{path}/{MARKER}") or os.path.lexists(f"{path}/{DELETING}"):
+                shutil.rmtree(path, ignore_errors=True)
 
     # ---- the leader lock -----------------------------------------------------------------------
     @contextmanager

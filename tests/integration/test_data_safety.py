@@ -6,6 +6,7 @@ processes, real (tmpfs) file systems where a fault needs one."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -249,23 +250,34 @@ def test_interrupted_cleanup_is_never_taken_for_a_new_store(tmp_path: Path) -> N
     run = Run(tmp_path)
     run.gate.touch()
     assert result_of(run.run()) == ANSWER
-    # End-of-run cleanup killed half-way: a process that dies during its destroy().
+    # End-of-run cleanup killed half-way: a process that dies inside its destroy(), once part
+    # of the store is deleted.
     killer = textwrap.dedent(f'''
         import os, shutil
         from flow.jobstores.file import FileJobStore
-        real = shutil.rmtree
         def rmtree(path, *args, **kwargs):
-            real(path, *args, **kwargs)
+            shutil._real_rmtree(os.path.join(path, "shared"))
             os.kill(os.getpid(), 9)
-        shutil.rmtree = rmtree
+        shutil._real_rmtree, shutil.rmtree = shutil.rmtree, rmtree
         FileJobStore({str(run.store)!r}).destroy()
     ''')
     subprocess.run([sys.executable, "-c", killer], timeout=60)
-    assert run.store.exists()
+    # The store is gone as a whole (what is left is a hidden sibling, deleted by the next look).
+    assert not run.store.exists() and list(tmp_path.glob(".js.flow-deleting-*"))
     restarted = run.run("--restart")
-    assert "was being deleted" in one_paragraph(restarted)
-    fresh = run.run()
-    assert "was being deleted" in one_paragraph(fresh)
+    assert "there is no job store" in one_paragraph(restarted)
+    assert not list(tmp_path.glob(".js.flow-deleting-*"))
+
+
+def test_interrupted_deletion_in_place_is_named_and_finished(tmp_path: Path) -> None:
+    """Where the store cannot be renamed away (a mount point), its marker is renamed instead."""
+    run = Run(tmp_path)
+    run.gate.touch()
+    assert result_of(run.run()) == ANSWER
+    (run.store / "flow-jobstore.json").rename(run.store / "flow-jobstore.deleting")
+    shutil.rmtree(run.store / "shared")  # the deletion was cut short here
+    assert "was being deleted" in one_paragraph(run.run("--restart"))
+    assert "was being deleted" in one_paragraph(run.run())
     cleaned = flow_cmd("clean", run.store)
     assert cleaned.returncode == 0 and not run.store.exists()
 
