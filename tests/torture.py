@@ -15,7 +15,7 @@ tests/torture_workloads.py) it:
    start-up, among the jobs, and in end-of-run work alike. At each, the leader process gets
    SIGKILL (its pool workers die with it), the suite waits until every process of the run is
    gone, then starts the same command with ``--restart``; the next kill hits the restarted run;
-   after the last one the run must finish with exit code 0. A kill before the first job of a new
+   after the last one the run must finish with exit code 0 and the answer. A kill before the first job of a new
    run waits for that first job (before it the workflow is not stored and cannot be resumed);
 3. in every third run of a leader also SIGKILLs one pool worker that is running a job (the
    run must then retry the job);
@@ -27,8 +27,11 @@ tests/torture_workloads.py) it:
    started; for a killed worker, its job. Such a job's end marker may be written while its
    completion is not yet stored, so "started and not ended" alone would be too strict.
 
-A kill that comes too late (the run finished first) is not counted: the remaining kills are
-drawn again for a fresh run. Exit code 0 only when every line reads N/N, correct and 0.
+A run that goes wrong (a restart that fails, a wrong answer) is reported and the remaining
+kills go to a fresh run, so that one line tells all that went wrong. A kill that comes too late
+is not counted, and the remaining kills are drawn again for a fresh
+run: when the run had finished, or had exported its answer and removed its whole job store (the
+answer is still checked; a store removed only in part must resume like any other). Exit code 0 only when every line reads N/N, correct and 0.
 Linux only (/proc, PR_SET_CHILD_SUBREAPER).
 """
 
@@ -49,12 +52,14 @@ from dataclasses import dataclass, field
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torture_procs as procs
-from torture_workloads import Run, Workload, cwl_workload, python_workload, wdl_workload
+from torture_workloads import Run, Workload, cwl_workload, python_workload, read_text, wdl_workload
 
 #: Seconds between looks at the run log and the leader.
 POLL = 0.02
 #: Seconds the processes of a killed leader get to end (the machine may be loaded).
 GONE_DEADLINE = 120.0
+#: Runs that may go wrong before a front-end's torture stops.
+MAX_PROBLEMS = 5
 
 
 class TortureError(Exception):
@@ -127,6 +132,8 @@ class Leader:
     popen: subprocess.Popen[bytes]
     stdout: str
     stderr: str
+    #: Killed after it had exported its answer and removed its job store: nothing left to resume.
+    over_before_kill: bool = False
 
     def output(self) -> str:
         with open(self.stdout) as handle:
@@ -146,6 +153,7 @@ class Tally:
     kills: int = 0
     resumed: int = 0
     worker_kills: int = 0
+    late_kills: int = 0
     extra: int = 0
     rounds: int = 0
     clean_seconds: float = 0.0
@@ -154,7 +162,7 @@ class Tally:
     def line(self, wanted: int) -> str:
         head = f"{self.name}: {self.resumed}/{wanted} resumed"
         if self.problems:
-            return f"{head}, FAILED: {'; '.join(self.problems)}"
+            return f"{head}, FAILED ({len(self.problems)}): {' || '.join(self.problems)}"
         return f"{head}, answers correct, extra re-runs {self.extra}"
 
     def ok(self, wanted: int) -> bool:
@@ -174,6 +182,7 @@ class Round:
         self.allowed: Counter[str] = Counter()  # re-runs explained by kills, per job
         self.segment = 0
         self.timeline: list[tuple[float, int]] = []  # (seconds since start, jobs ended)
+        self.after_kill = ""  # what the last kill left, for a report of a failed restart
 
     def start(self, restart: bool) -> Leader:
         run = self.workload.command(self.scratch, self.segment, restart)
@@ -225,18 +234,31 @@ class Round:
         procs.wait_all_gone(set(), GONE_DEADLINE, f"processes of the leader killed in run {self.segment}")
         if code != -signal.SIGKILL:  # it exited by itself just before the kill
             return leader
+        if not os.path.lexists(leader.run.store) and read_text(leader.run.exported) is not None:
+            # The run was over but for printing: a late kill, not counted (the answer is checked).
+            leader.over_before_kill = True
+            self.tally.late_kills += 1
+            return leader
         self.log.update()
         self.allowed.update(self.log.in_flight(since))
+        self.after_kill = self.describe_kill(leader, since)
         self.tally.kills += 1
         self.segment += 1
         return None
+
+    def describe_kill(self, leader: Leader, since: int) -> str:
+        files = sum(len(names) for _, _, names in os.walk(leader.run.store))
+        ended = len({job for kind, job, _ in self.log.events[since:] if kind == "E"})
+        where = ("after it had exported its answer, in its end-of-run cleanup"
+                 if read_text(leader.run.exported) is not None else f"after {ended} jobs ended in it")
+        return f"kill {self.tally.kills + 1} hit run {self.segment} {where}; the job store kept {files} files"
 
     def kill_worker(self, leader: Leader, since: int) -> bool:
         """SIGKILL a pool worker that is running a job (chosen at random); False if none is."""
         candidates = []
         for session in self.log.running_sessions(since):
             pid = int(session)
-            if procs.parent_of(pid) == leader.popen.pid and os.getsid(pid) == pid:
+            if procs.parent_of(pid) == leader.popen.pid and procs.session_of(pid) == pid:
                 candidates.append(pid)
         if not candidates:
             return False
@@ -258,10 +280,12 @@ class Round:
         code = leader.popen.returncode
         procs.wait_all_gone(set(), GONE_DEADLINE, f"processes of the leader of run {self.segment}")
         what = "the first run" if self.segment == 0 else f"--restart after kill {self.tally.kills}"
-        if code != 0:
-            raise TortureError(f"{what} exited {code}: {leader.error_tail()}")
+        if code != 0 and not leader.over_before_kill:
+            context = f" ({self.after_kill})" if self.segment > 0 else ""
+            raise TortureError(f"{what} exited {code}{context}: {leader.error_tail()}")
         self.log.update()
-        answer = self.workload.answer_of(leader.run, leader.output())
+        answer = (read_text(leader.run.exported) if leader.over_before_kill
+                  else self.workload.answer_of(leader.run, leader.output()))
         if answer != self.workload.answer:
             got = "no output" if answer is None else f"{len(answer.splitlines())} lines differing"
             raise TortureError(f"{what}: wrong answer ({got}; expected {len(self.workload.answer.splitlines())} lines)")
@@ -303,29 +327,43 @@ def moments(timeline: list[tuple[float, int]], length: float, count: int, rng: r
     return out
 
 
+def one_round(workload: Workload, clean: tuple[list[tuple[float, int]], float], kills: int,
+              rng: random.Random, scratch: str, tally: Tally) -> None:
+    """A fresh run, killed at the remaining kills' moments and restarted after each, to its end."""
+    timeline, length = clean
+    round_ = Round(workload, scratch, rng, tally)
+    plan = moments(timeline, length, kills - tally.kills, rng)
+    leader = None
+    for index in range(len(plan) + 1):
+        moment = plan[index] if index < len(plan) else None
+        leader = round_.segment_run(moment, round_.segment % 3 == 1, max(600.0, 20 * length))
+        if leader is not None:
+            break
+        tally.resumed += 1  # counted back below if the restart fails
+    assert leader is not None
+    try:
+        tally.extra += round_.check(leader)
+    except TortureError:
+        tally.resumed -= 1 if round_.segment > 0 else 0
+        raise
+
+
 def torture(workload: Workload, kills: int, rng: random.Random, base: str) -> Tally:
+    """Kill, restart and check one front-end's workflow until ``kills`` kills have landed. A run
+    that goes wrong is reported and the remaining kills go to a fresh run (up to
+    :data:`MAX_PROBLEMS`); processes that outlive their leader or a hung run stop it."""
     tally = Tally(workload.name)
     try:
-        timeline, length = clean_run(workload, os.path.join(base, "clean"), rng, tally)
+        clean = clean_run(workload, os.path.join(base, "clean"), rng, tally)
         empty = 0
-        while tally.kills < kills:
+        while tally.kills < kills and len(tally.problems) < MAX_PROBLEMS:
             tally.rounds += 1
-            round_ = Round(workload, os.path.join(base, f"round-{tally.rounds}"), rng, tally)
             before = tally.kills
-            plan = moments(timeline, length, kills - tally.kills, rng)
-            leader = None
-            for index in range(len(plan) + 1):
-                moment = plan[index] if index < len(plan) else None
-                leader = round_.segment_run(moment, round_.segment % 3 == 1, max(600.0, 20 * length))
-                if leader is not None:
-                    break
-                tally.resumed += 1  # counted back below if a restart fails
-            assert leader is not None
+            scratch = os.path.join(base, f"round-{tally.rounds}")
             try:
-                tally.extra += round_.check(leader)
-            except TortureError:
-                tally.resumed -= 1 if round_.segment > 0 else 0
-                raise
+                one_round(workload, clean, kills, rng, scratch, tally)
+            except TortureError as exc:
+                tally.problems.append(f"{exc} [{scratch}]")
             empty = empty + 1 if tally.kills == before else 0
             if empty >= 3:
                 raise TortureError("three fresh runs in a row finished before their first kill")
@@ -375,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             tally = torture(workload, args.kills, random.Random(f"{seed}-{name}"), os.path.join(base, name))
             print(f"{name}: {tally.kills} leader kills in {tally.rounds} run(s), {tally.worker_kills} "
-                  f"worker kills", file=sys.stderr)
+                  f"worker kills, {tally.late_kills} kills after the run had removed its job "
+                  f"store (not counted)", file=sys.stderr)
             print(f"{name}: undisturbed run {tally.clean_seconds:.1f} s", file=sys.stderr)
             print(tally.line(args.kills), flush=True)
             ok = ok and tally.ok(args.kills)

@@ -42,6 +42,11 @@ def parent_of(pid: int) -> int | None:
     return None if stat is None or stat[0] == "Z" else stat[1]
 
 
+def session_of(pid: int) -> int | None:
+    stat = _stat(pid)
+    return None if stat is None or stat[0] == "Z" else stat[2]
+
+
 def alive(pid: int) -> bool:
     stat = _stat(pid)
     return stat is not None and stat[0] not in ("Z", "X")

@@ -181,7 +181,8 @@ class Run:
     """One leader process to start: its command line and where its answer will be."""
 
     argv: list[str]
-    out: str  # the Python workflow's output file, or the output folder of flow-cwl / flow-wdl
+    store: str  # the job store
+    exported: str  # the file holding the answer once the run has exported it
 
 
 @dataclass(frozen=True)
@@ -220,16 +221,18 @@ def python_workload(n: int, pause: float) -> Workload:
         argv = [sys.executable, script, os.path.join(scratch, "js"), "--n", str(n),
                 "--log", os.path.join(scratch, "runs.log"), "--pause", str(pause), "--out", out,
                 "--maxCores", "2", *_core_options(scratch)]
-        return Run([*argv, "--restart"] if restart else argv, out)
+        return Run([*argv, "--restart"] if restart else argv, os.path.join(scratch, "js"), out)
 
-    def answer_of(run: Run, stdout: str) -> str | None:
-        try:
-            with open(run.out) as handle:
-                return handle.read()
-        except FileNotFoundError:
-            return None
+    return Workload("python", ["root", *map(str, range(n)), "gather"], expected(n), command,
+                    lambda run, stdout: read_text(run.exported))
 
-    return Workload("python", ["root", *map(str, range(n)), "gather"], expected(n), command, answer_of)
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
 
 
 def _output_text(stdout: str, key: str) -> str | None:
@@ -239,10 +242,9 @@ def _output_text(stdout: str, key: str) -> str | None:
         data = data.get("outputs", data)
         entry = data[key]
         path = entry["path"] if isinstance(entry, dict) else entry
-        with open(path) as handle:
-            return handle.read()
-    except (ValueError, KeyError, TypeError, OSError):
+    except (ValueError, KeyError, TypeError):
         return None
+    return read_text(path)
 
 
 def cwl_workload(n: int, pause: float) -> Workload:
@@ -258,7 +260,8 @@ def cwl_workload(n: int, pause: float) -> Workload:
         argv = [os.path.join(os.path.dirname(sys.executable), "flow-cwl"), "--no-container", "--quiet",
                 "--jobStore", os.path.join(scratch, "js"), "--outdir", out, "--maxCores", "2",
                 *_core_options(scratch), workflow, os.path.join(scratch, "job.json")]
-        return Run([*argv, "--restart"] if restart else argv, out)
+        return Run([*argv, "--restart"] if restart else argv, os.path.join(scratch, "js"),
+                   os.path.join(out, "all.txt"))
 
     return Workload("cwl", [*map(str, range(n)), "gather"], expected(n), command,
                     lambda run, stdout: _output_text(stdout, "all"))
@@ -275,7 +278,8 @@ def wdl_workload(n: int, pause: float) -> Workload:
         argv = [os.path.join(os.path.dirname(sys.executable), "flow-wdl"), workflow,
                 os.path.join(scratch, "inputs.json"), "--container", "none", "-o", out,
                 "--jobStore", os.path.join(scratch, "js"), "--maxCores", "2", *_core_options(scratch)]
-        return Run([*argv, "--restart"] if restart else argv, out)
+        return Run([*argv, "--restart"] if restart else argv, os.path.join(scratch, "js"),
+                   os.path.join(out, "stdout.txt"))  # the gather task's stdout, exported
 
     return Workload("wdl", [*map(str, range(n)), "gather"], expected(n), command,
                     lambda run, stdout: _output_text(stdout, "torture.all"))
