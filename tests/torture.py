@@ -183,6 +183,7 @@ class Round:
         self.segment = 0
         self.timeline: list[tuple[float, int]] = []  # (seconds since start, jobs ended)
         self.after_kill = ""  # what the last kill left, for a report of a failed restart
+        self.last_killed: Leader | None = None
 
     def start(self, restart: bool) -> Leader:
         run = self.workload.command(self.scratch, self.segment, restart)
@@ -199,7 +200,7 @@ class Round:
         since = len(self.log.events)
         began = time.monotonic()
         fire_at = None
-        worker_after = self.rng.randint(1, 40) if kill_worker else None  # markers before it
+        worker_after = self.rng.randint(1, 10) if kill_worker else None  # markers before it
         end = began + deadline
         while True:
             self.log.update()
@@ -213,13 +214,13 @@ class Round:
             if worker_after is not None and len(self.log.events) - since >= worker_after:
                 if self.kill_worker(leader, since):
                     worker_after = None
-            if moment is not None and fire_at is None and self.reached(moment, since, began):
+            if moment is not None and fire_at is None and self.reached(moment):
                 fire_at = max(now, began + moment.offset) if moment.ended < 0 else now + moment.offset
             if fire_at is not None and now >= fire_at:
                 return self.kill_leader(leader, since)
             time.sleep(POLL)
 
-    def reached(self, moment: Moment, since: int, began: float) -> bool:
+    def reached(self, moment: Moment) -> bool:
         if moment.ended < 0:  # a fresh run is resumable once its first job has run
             return self.segment > 0 or len(self.log.events) > 0
         return len(self.log.ended) >= moment.ended and (self.segment > 0 or len(self.log.events) > 0)
@@ -242,6 +243,7 @@ class Round:
         self.log.update()
         self.allowed.update(self.log.in_flight(since))
         self.after_kill = self.describe_kill(leader, since)
+        self.last_killed = leader
         self.tally.kills += 1
         self.segment += 1
         return None
@@ -279,24 +281,41 @@ class Round:
         the extra re-runs; TortureError on anything else."""
         code = leader.popen.returncode
         procs.wait_all_gone(set(), GONE_DEADLINE, f"processes of the leader of run {self.segment}")
+        self.log.update()
         what = "the first run" if self.segment == 0 else f"--restart after kill {self.tally.kills}"
         if code != 0 and not leader.over_before_kill:
-            context = f" ({self.after_kill})" if self.segment > 0 else ""
-            raise TortureError(f"{what} exited {code}{context}: {leader.error_tail()}")
-        self.log.update()
+            raise TortureError(f"{what} exited {code}{self.context()}: {leader.error_tail()}")
         answer = (read_text(leader.run.exported) if leader.over_before_kill
                   else self.workload.answer_of(leader.run, leader.output()))
         if answer != self.workload.answer:
             got = "no output" if answer is None else f"{len(answer.splitlines())} lines differing"
             raise TortureError(f"{what}: wrong answer ({got}; expected {len(self.workload.answer.splitlines())} lines)")
+        missing = [job for job in self.workload.jobs if job not in self.log.ended]
+        if missing:
+            raise TortureError(f"{what}: jobs that never finished: {', '.join(missing[:10])}")
+        return self.extra_runs()
+
+    def context(self) -> str:
+        """What the kill before a failed restart hit, and how the run had done until then."""
+        if self.segment == 0:
+            return ""
+        text = self.after_kill
+        if self.last_killed is not None:
+            answer = read_text(self.last_killed.run.exported)
+            if answer is not None:
+                verdict = "correct" if answer == self.workload.answer else "WRONG"
+                text += f"; the answer it had exported was {verdict}, extra re-runs until then {self.extra_runs()}"
+        return f" ({text})"
+
+    def extra_runs(self) -> int:
+        """Runs of jobs beyond their first that no kill explains (named on stderr)."""
         runs = Counter(job for kind, job, _ in self.log.events if kind == "S")
         unknown = sorted(set(runs) - set(self.workload.jobs))
-        missing = [job for job in self.workload.jobs if job not in self.log.ended]
-        if unknown or missing:
-            raise TortureError(f"jobs never finished: {missing[:10]}; unknown jobs: {unknown[:10]}")
+        if unknown:
+            raise TortureError(f"markers of jobs the workflow does not have: {', '.join(unknown[:10])}")
         extra = {job: n - 1 - self.allowed[job] for job, n in runs.items() if n - 1 > self.allowed[job]}
         if extra:
-            sample = ", ".join(f"{job} x{n + 1}" for job, n in sorted(extra.items())[:10])
+            sample = ", ".join(f"{job} ran {runs[job]} times" for job in sorted(extra)[:10])
             print(f"{self.workload.name}: re-runs no kill explains: {sample}", file=sys.stderr)
         return sum(extra.values())
 

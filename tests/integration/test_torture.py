@@ -68,6 +68,7 @@ def test_torture_three_kills_each(tmp_path: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     report = f"exit code {suite.returncode}\nstdout:\n{stdout}\nstderr:\n{stderr[-4000:]}"
+    assert leftovers == [], f"processes left behind: {leftovers}\n{report}"
     failed = [line for line in stdout.splitlines() if LINE.match(line) is None]
     if failed and all(_only_known_bug(line) for line in failed):
         pytest.xfail(f"issue 18, item 2: {KNOWN_BUG}\n{report}")
@@ -81,5 +82,4 @@ def test_torture_three_kills_each(tmp_path: Path) -> None:
     assert sorted(m[1] for m in details) == ["cwl", "python", "wdl"], report
     assert all(m[2] == "3" for m in details), report
     assert sum(int(m[3]) for m in details) >= 1, f"no worker was killed\n{report}"
-    assert leftovers == [], leftovers
     assert os.listdir(tmp_path) == [], "the suite kept its scratch after a success"
