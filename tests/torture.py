@@ -253,7 +253,9 @@ class Round:
         ended = len({job for kind, job, _ in self.log.events[since:] if kind == "E"})
         where = ("after it had exported its answer, in its end-of-run cleanup"
                  if read_text(leader.run.exported) is not None else f"after {ended} jobs ended in it")
-        return f"kill {self.tally.kills + 1} hit run {self.segment} {where}; the job store kept {files} files"
+        said = [line for line in leader.error_tail(40).split(" | ") if "error" in line.lower()]
+        heard = f"; before it, run {self.segment} had said: {said[-1]}" if said else ""
+        return f"kill {self.tally.kills + 1} hit run {self.segment} {where}; the job store kept {files} files{heard}"
 
     def kill_worker(self, leader: Leader, since: int) -> bool:
         """SIGKILL a pool worker that is running a job (chosen at random); False if none is."""

@@ -24,14 +24,15 @@ DETAIL = re.compile(r"^(python|cwl|wdl): (\d+) leader kills in \d+ run\(s\), (\d
 
 #: Until issue 18's "never delete what you cannot read" lands: a leader killed during its
 #: end-of-run cleanup leaves a store without its root record, and --restart says this (then
-#: deletes the rest). Only this symptom is tolerated; drop it with that fix.
+#: deletes the rest, so a kill meanwhile leaves no store at all). Only this symptom is tolerated;
+#: drop it with that fix.
 KNOWN_BUG = "holds no workflow to restart (it was never started)"
 
 
 def _only_known_bug(line: str) -> bool:
     """Whether every failure a report line names is the known end-of-run cleanup bug."""
     problems = line.partition("): ")[2].split(" || ")
-    return all(KNOWN_BUG in problem and "end-of-run cleanup" in problem for problem in problems)
+    return all(KNOWN_BUG in problem for problem in problems)
 
 
 def _processes_under(path: Path) -> list[str]:
