@@ -154,6 +154,7 @@ class Tally:
     resumed: int = 0
     worker_kills: int = 0
     late_kills: int = 0
+    explained: int = 0  # re-runs of jobs in flight at a kill
     extra: int = 0
     rounds: int = 0
     clean_seconds: float = 0.0
@@ -295,6 +296,8 @@ class Round:
         missing = [job for job in self.workload.jobs if job not in self.log.ended]
         if missing:
             raise TortureError(f"{what}: jobs that never finished: {', '.join(missing[:10])}")
+        runs = Counter(job for kind, job, _ in self.log.events if kind == "S")
+        self.tally.explained += sum(min(n - 1, self.allowed[job]) for job, n in runs.items())
         return self.extra_runs()
 
     def context(self) -> str:
@@ -435,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
             tally = torture(workload, args.kills, random.Random(f"{seed}-{name}"), os.path.join(base, name))
             print(f"{name}: {tally.kills} leader kills in {tally.rounds} run(s), {tally.worker_kills} "
                   f"worker kills, {tally.late_kills} kills after the run had removed its job "
-                  f"store (not counted)", file=sys.stderr)
+                  f"store (not counted); {tally.explained} re-runs of jobs in flight at a kill",
+                  file=sys.stderr)
             print(f"{name}: undisturbed run {tally.clean_seconds:.1f} s", file=sys.stderr)
             print(tally.line(args.kills), flush=True)
             ok = ok and tally.ok(args.kills)
