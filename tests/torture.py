@@ -15,8 +15,9 @@ tests/torture_workloads.py) it:
    start-up, among the jobs, and in end-of-run work alike. At each, the leader process gets
    SIGKILL (its pool workers die with it), the suite waits until every process of the run is
    gone, then starts the same command with ``--restart``; the next kill hits the restarted run;
-   after the last one the run must finish with exit code 0 and the answer. A kill before the first job of a new
-   run waits for that first job (before it the workflow is not stored and cannot be resumed);
+   after the last one the run must finish with exit code 0 and the answer. A kill before the
+   first job of a new run waits for that first job (before it the workflow is not stored and
+   cannot be resumed);
 3. in every third run of a leader also SIGKILLs one pool worker that is running a job (the
    run must then retry the job);
 4. prints one line: ``<front-end>: N/N resumed, answers correct, extra re-runs R``, or what
@@ -29,10 +30,10 @@ tests/torture_workloads.py) it:
 
 A run that goes wrong (a restart that fails, a wrong answer) is reported and the remaining
 kills go to a fresh run, so that one line tells all that went wrong. A kill that comes too late
-is not counted, and the remaining kills are drawn again for a fresh
-run: when the run had finished, or had exported its answer and removed its whole job store (the
-answer is still checked; a store removed only in part must resume like any other). Exit code 0 only when every line reads N/N, correct and 0.
-Linux only (/proc, PR_SET_CHILD_SUBREAPER).
+is not counted, and the remaining kills are drawn again for a fresh run: when the run had
+finished, or had exported its answer and removed its whole job store (the answer is still
+checked; a store removed only in part must resume like any other). Exit code 0 only when every
+line reads N/N, correct and 0. Linux only (/proc, PR_SET_CHILD_SUBREAPER).
 """
 
 from __future__ import annotations
