@@ -352,11 +352,10 @@ def moments(timeline: list[tuple[float, int]], length: float, count: int, rng: r
     return out
 
 
-def one_round(workload: Workload, clean: tuple[list[tuple[float, int]], float], kills: int,
-              rng: random.Random, scratch: str, tally: Tally) -> None:
+def one_round(round_: Round, clean: tuple[list[tuple[float, int]], float], kills: int) -> None:
     """A fresh run, killed at the remaining kills' moments and restarted after each, to its end."""
     timeline, length = clean
-    round_ = Round(workload, scratch, rng, tally)
+    rng, tally = round_.rng, round_.tally
     plan = moments(timeline, length, kills - tally.kills, rng)
     leader = None
     for index in range(len(plan) + 1):
@@ -385,11 +384,14 @@ def torture(workload: Workload, kills: int, rng: random.Random, base: str) -> Ta
             tally.rounds += 1
             before = tally.kills
             scratch = os.path.join(base, f"round-{tally.rounds}")
+            round_ = Round(workload, scratch, rng, tally)
             try:
-                one_round(workload, clean, kills, rng, scratch, tally)
+                one_round(round_, clean, kills)
             except TortureError as exc:
                 tally.problems.append(f"{exc} [{scratch}]")
             empty = empty + 1 if tally.kills == before else 0
+            if empty and round_.timeline:  # it ran undisturbed, faster than the first (warm caches)
+                clean = (round_.timeline, round_.timeline[-1][0])
             if empty >= 3:
                 raise TortureError("three fresh runs in a row finished before their first kill")
     except (TortureError, procs.ProcessError) as exc:
