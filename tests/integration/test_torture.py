@@ -22,19 +22,6 @@ LINE = re.compile(r"^(python|cwl|wdl): (\d+)/(\d+) resumed, answers correct, ext
 DETAIL = re.compile(r"^(python|cwl|wdl): (\d+) leader kills in \d+ run\(s\), (\d+) worker kills")
 
 
-#: Until issue 18's "never delete what you cannot read" lands: a leader killed during its
-#: end-of-run cleanup leaves a store without its root record, and --restart says this (then
-#: deletes the rest, so a kill meanwhile leaves no store at all). Only this symptom is tolerated;
-#: drop it with that fix.
-KNOWN_BUG = "holds no workflow to restart (it was never started)"
-
-
-def _only_known_bug(line: str) -> bool:
-    """Whether every failure a report line names is the known end-of-run cleanup bug."""
-    problems = line.partition("): ")[2].split(" || ")
-    return all(KNOWN_BUG in problem for problem in problems)
-
-
 def _processes_under(path: Path) -> list[str]:
     """Command lines of live processes that mention ``path`` (what the suite started there)."""
     found = []
@@ -70,9 +57,6 @@ def test_torture_three_kills_each(tmp_path: Path) -> None:
                 os.kill(pid, signal.SIGKILL)
     report = f"exit code {suite.returncode}\nstdout:\n{stdout}\nstderr:\n{stderr[-4000:]}"
     assert leftovers == [], f"processes left behind: {leftovers}\n{report}"
-    failed = [line for line in stdout.splitlines() if LINE.match(line) is None]
-    if failed and all(_only_known_bug(line) for line in failed):
-        pytest.xfail(f"issue 18, item 2: {KNOWN_BUG}\n{report}")
     assert suite.returncode == 0, report
     lines = stdout.splitlines()
     assert [LINE.match(line) is not None for line in lines] == [True] * 3, report
