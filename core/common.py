@@ -26,6 +26,7 @@ from flow.core.leader import Leader, LeaderSettings
 from flow.core.logs import install_excepthook, remove_handler, setup_logging
 from flow.core.options import default_options, log_level
 from flow.core.progress import Progress
+from flow.core.realtime import RealtimeServer
 from flow.core.resources import machine_cores, machine_disk, machine_memory
 from flow.core.state import Defaults
 from flow.core.urls import export_url, import_url
@@ -64,6 +65,7 @@ class Flow:
         self._batch: BatchSystem | None = None
         self._config: WorkerConfig | None = None
         self._log_handler: logging.Handler | None = None
+        self._realtime: RealtimeServer | None = None
         install_excepthook()
 
     # ---- context ------------------------------------------------------------------------------
@@ -89,6 +91,7 @@ class Flow:
     ) -> None:
         remove_handler(self._log_handler)
         self._log_handler = None
+        self._stop_realtime_logging()
         if self._batch is not None:
             self._batch.shutdown()
             self._batch = None
@@ -217,13 +220,26 @@ class Flow:
             max_memory=int(o.maxMemory) if o.maxMemory else machine_memory(),
             max_disk=int(o.maxDisk) if o.maxDisk else machine_disk(work_dir),
             work_dir=work_dir,
-            environment=_worker_environment(),
+            environment={**_worker_environment(), **self._realtime_environment()},
             extra=vars(o),
         )
         try:
             return make_batch_system(o.batchSystem, config)
         except KeyError as exc:
             raise FlowError(str(exc.args[0])) from None
+
+    def _realtime_environment(self) -> dict[str, str]:
+        """With --realTimeLogging: listen for jobs' RealtimeLogger messages; where, for workers."""
+        if not getattr(self.options, "realTimeLogging", False):
+            return {}
+        if self._realtime is None:
+            self._realtime = RealtimeServer(log_level(self.options))
+        return self._realtime.environment()
+
+    def _stop_realtime_logging(self) -> None:
+        if self._realtime is not None:
+            self._realtime.close()
+            self._realtime = None
 
     def _leader_settings(self) -> LeaderSettings:
         o = self.options

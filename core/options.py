@@ -69,6 +69,8 @@ def add_flow_options(parser: argparse.ArgumentParser, jobstore_as_flag: bool = F
     core.add_argument("--linkImports", action="store_true",
                       help="hard-link imported local files into the job store instead of copying them")
     core.add_argument("--noProgress", action="store_true", help="no progress bar even on a terminal")
+    core.add_argument("--realTimeLogging", action="store_true",
+                      help="show jobs' RealtimeLogger messages on the leader while they run")
     slurm = parser.add_argument_group("slurm options (--batchSystem slurm)")
     slurm.add_argument("--slurmPartition", default=None, help="the partition to submit jobs to")
     slurm.add_argument("--slurmArgs", default="",
