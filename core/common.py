@@ -11,7 +11,7 @@ import signal
 import sys
 import tempfile
 import types
-from typing import Any
+from typing import Any, Literal, overload
 
 import psutil
 
@@ -20,16 +20,16 @@ from flow.batchsystems.registry import make_batch_system
 from flow.core import promise, records
 from flow.core.description import new_job_id
 from flow.core.exceptions import FailedJobsException, FlowError
-from flow.core.filestore import FileID
+from flow.core.filestore import FileID, import_to_store
 from flow.core.job import Job
 from flow.core.leader import Leader, LeaderSettings
 from flow.core.logs import install_excepthook, remove_handler, setup_logging
-from flow.core.options import default_options, log_level
+from flow.core.options import default_options, log_level, normalise_options
 from flow.core.progress import Progress
 from flow.core.realtime import RealtimeServer
-from flow.core.resources import machine_cores, machine_disk, machine_memory
+from flow.core.resources import machine_cores, machine_disk, machine_memory, parse_cores
 from flow.core.state import Defaults
-from flow.core.urls import export_url, import_url
+from flow.core.urls import export_url
 from flow.core.worker import (
     WorkerConfig,
     collect_new_jobs,
@@ -55,6 +55,7 @@ class Flow:
         for key, value in vars(base).items():
             if not hasattr(options, key):
                 setattr(options, key, value)
+        normalise_options(options)
         if not options.jobStore:
             options.jobStore = tempfile.mkdtemp(prefix="flow-jobstore-")
             os.rmdir(options.jobStore)
@@ -119,10 +120,22 @@ class Flow:
         return self._store
 
     # ---- files ------------------------------------------------------------------------------
-    def importFile(self, srcUrl: str, sharedFileName: str | None = None, symlink: bool = True) -> FileID:
-        """Copy a file (path, file:// or http(s):// URL) into the job store."""
-        file_id = import_url(self.jobStore, srcUrl, link=bool(self.options.linkImports))
-        return FileID(file_id, self.jobStore.file_size(file_id))
+    @overload
+    def importFile(self, srcUrl: str, sharedFileName: None = None, symlink: bool = True,
+                   check_existence: Literal[True] = True) -> FileID: ...
+
+    @overload
+    def importFile(self, srcUrl: str, sharedFileName: str | None = None, symlink: bool = True,
+                   check_existence: bool = True) -> FileID | None: ...
+
+    def importFile(self, srcUrl: str, sharedFileName: str | None = None, symlink: bool = True,
+                   check_existence: bool = True) -> FileID | None:
+        """Copy a file (path, file:// or http(s):// URL) into the job store; its id. As Toil's:
+        with ``sharedFileName`` it becomes that shared file (jobs read it with
+        ``fileStore.readSharedFileStream``) and None is returned; with ``check_existence=False``
+        a missing file gives None instead of FileNotFoundError."""
+        return import_to_store(self.jobStore, srcUrl, sharedFileName, check_existence,
+                               link=bool(self.options.linkImports))
 
     import_file = importFile
 
@@ -166,7 +179,7 @@ class Flow:
             work_dir=os.path.abspath(o.workDir or tempfile.gettempdir()),
             log_level=log_level(o),
             stats=bool(o.stats),
-            default_cores=float(o.defaultCores),
+            default_cores=parse_cores(o.defaultCores) or 0,
             default_memory=int(o.defaultMemory),
             default_disk=int(o.defaultDisk),
             chaining=not o.disableChaining,

@@ -48,7 +48,7 @@ def add_flow_options(parser: argparse.ArgumentParser, jobstore_as_flag: bool = F
     core.add_argument("--maxCores", type=_cores, default=None, help="cores to use at most (default: all)")
     core.add_argument("--maxMemory", type=_size, default=None, help="memory to use at most (default: all)")
     core.add_argument("--maxDisk", type=_size, default=None, help="disk to use at most (default: all)")
-    core.add_argument("--defaultCores", type=_cores, default=1.0, help="cores of a job that names none (1)")
+    core.add_argument("--defaultCores", type=_cores, default=1, help="cores of a job that names none (1)")
     core.add_argument("--defaultMemory", type=_size, default=_size("2Gi"), help="memory of a job that names none (2Gi)")
     core.add_argument("--defaultDisk", type=_size, default=_size("2Gi"), help="disk of a job that names none (2Gi)")
     core.add_argument("--retryCount", type=int, default=1, help="times to retry a failed job (1)")
@@ -88,3 +88,16 @@ def default_options(job_store: str | None = None) -> argparse.Namespace:
 
 def log_level(options: argparse.Namespace) -> int:
     return int(getattr(logging, str(getattr(options, "logLevel", "INFO")).upper(), logging.INFO))
+
+
+def normalise_options(options: argparse.Namespace) -> None:
+    """Options set in a script as Toil allows (``options.defaultMemory = "2G"``, a level in any
+    case) take their parsed form."""
+    for name in ("maxMemory", "maxDisk", "defaultMemory", "defaultDisk"):
+        value = getattr(options, name, None)
+        if isinstance(value, str):
+            setattr(options, name, _size(value))
+    for name in ("maxCores", "defaultCores"):
+        value = getattr(options, name, None)
+        if isinstance(value, str):
+            setattr(options, name, _cores(value))

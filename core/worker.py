@@ -102,7 +102,11 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
             try:
                 job = _load_job(store, desc)
                 job._fileStore = file_store
-                value = job.run(file_store)
+                job._resource_defaults = (config.default_cores, config.default_memory, config.default_disk)  # type: ignore[attr-defined]
+                try:
+                    value = job.run(file_store)
+                finally:
+                    job._run_deferred()
                 nxt = _commit(store, config, job, value, file_store)
             except BaseException as exc:
                 _print_traceback(exc)
@@ -155,6 +159,8 @@ def _load_job(store: JobStore, desc: JobDescription) -> Job:
 def _commit(store: JobStore, config: WorkerConfig, job: Job, value: Any, file_store: FileStore) -> str | None:
     """Write what the job created, then the job's RAN record (the commit point)."""
     desc = job._description
+    if file_store.cleanup_ids:
+        _schedule_cleanup(job, file_store.cleanup_ids)
     new_jobs = collect_new_jobs(job)
     if new_jobs:
         job.checkJobGraphAcylic()
@@ -177,6 +183,38 @@ def _commit(store: JobStore, config: WorkerConfig, job: Job, value: Any, file_st
     store.write_job(desc.job_id, desc.dumps())
     file_store.commit()
     return desc.chained_to
+
+
+class DeleteFiles(Job):
+    """Deletes global files written with ``cleanup=True`` (hidden)."""
+
+    hidden = True
+
+    def __init__(self, file_ids: list[str]) -> None:
+        super().__init__(cores=0, memory=0, disk=0)
+        self.file_ids = list(file_ids)
+
+    def run(self, fileStore: FileStore) -> None:
+        for file_id in self.file_ids:
+            if fileStore.globalFileExists(file_id):
+                fileStore.deleteGlobalFile(file_id)
+
+
+def _schedule_cleanup(job: Job, file_ids: list[str]) -> None:
+    """Toil's ``cleanup=True``: the files go when the job and its successors are done. The
+    successors the job added while running move under one hidden child, and a hidden follow-on
+    deletes the files: follow-ons run after the whole subtree of the children. (Follow-ons the
+    job had before it ran may still be running then: they were stored before it ran.)"""
+    holder = Job(cores=0, memory=0, disk=0)
+    holder._description.hidden = True
+    for successors, add in ((job._children, holder.addChild), (job._follow_ons, holder.addFollowOn)):
+        for successor in list(successors):
+            successor._predecessors.remove(job)
+            add(successor)
+        successors.clear()
+    if holder._children or holder._follow_ons:
+        job.addChild(holder)
+    job.addFollowOn(DeleteFiles(file_ids))
 
 
 def collect_new_jobs(job: Job) -> list[Job]:
