@@ -24,7 +24,7 @@ import dill
 
 import flow.batchsystems
 import flow.jobstores
-from flow.core import promise, records
+from flow.core import promise, records, scriptref
 from flow.core.description import INLINE_LIMIT, JobDescription, JobState
 from flow.core.exceptions import FlowError
 from flow.core.filestore import FileStore
@@ -168,7 +168,7 @@ def _commit(store: JobStore, config: WorkerConfig, job: Job, value: Any, file_st
     if desc.has_promises and isinstance(value, promise.Promise):
         desc.result_promise = (value.job_id, value.path)
     elif desc.has_promises:
-        result = dill.dumps(value, recurse=True)
+        result = scriptref.dumps(value)
         if len(result) <= INLINE_LIMIT:
             desc.result = result
         else:
@@ -244,7 +244,7 @@ def write_new_jobs(store: JobStore, jobs: Iterable[Job]) -> list[JobDescription]
         desc.static_follow_ons = list(desc.follow_ons)
         desc.static_services = list(desc.services)
         desc.predecessors = max(1, len(job._predecessors))
-        body = dill.dumps(job, recurse=True)
+        body = scriptref.dumps(job)
         if len(body) <= INLINE_LIMIT:
             desc.body = body
         else:
