@@ -22,9 +22,10 @@ from flow.core.description import new_job_id
 from flow.core.exceptions import FailedJobsException, FlowError
 from flow.core.filestore import FileID, import_to_store
 from flow.core.job import Job
+from flow.core.joblogs import write_job_logs
 from flow.core.leader import Leader, LeaderSettings
 from flow.core.logs import install_excepthook, remove_handler, setup_logging
-from flow.core.options import default_options, log_level, normalise_options
+from flow.core.options import default_options, log_level, normalise_options, set_env
 from flow.core.progress import Progress
 from flow.core.realtime import RealtimeServer
 from flow.core.resources import machine_cores, machine_disk, machine_memory, parse_cores
@@ -155,10 +156,13 @@ class Flow:
         root = next(iter(rootJob.getRootJobs()))
         value = root.rv()  # an encapsulated root promises its inner job's value
         self._save_config(new_job_id())
-        descs = write_new_jobs(store, [root, *collect_new_jobs(root)])
+        descs = write_new_jobs(store, [root, *collect_new_jobs(root)], self._config)
         store.write_shared(records.ROOT, root.jobStoreID.encode())
         store.write_shared(records.RESULT, pickle.dumps((value.job_id, value.path)))
-        return self._run(root.jobStoreID, descs)
+        try:
+            return self._run(root.jobStoreID, descs)
+        finally:
+            write_job_logs(store, self.options)
 
     def restart(self) -> Any:
         """Resume the workflow in the job store; finished jobs are not run again."""
@@ -170,10 +174,16 @@ class Flow:
         workflow_id = pickle.loads(old).workflow_id if old else new_job_id()
         store.delete_shared(records.KILL)
         self._save_config(workflow_id)
-        return self._run(raw_root.decode(), [], restart=True)
+        try:
+            return self._run(raw_root.decode(), [], restart=True)
+        finally:
+            write_job_logs(self.jobStore, self.options)
 
     def _save_config(self, workflow_id: str) -> None:
         o = self.options
+        if o.caching:
+            logger.warning("--caching true: flow keeps no file cache between jobs; each job reads "
+                           "its own copies (Toil's --disableCaching behaviour)")
         self._config = WorkerConfig(
             workflow_id=workflow_id,
             work_dir=os.path.abspath(o.workDir or tempfile.gettempdir()),
@@ -183,6 +193,14 @@ class Flow:
             default_memory=int(o.defaultMemory),
             default_disk=int(o.defaultDisk),
             chaining=not o.disableChaining,
+            keep_all_logs=bool(o.writeLogsFromAllJobs),
+            max_log_size=int(o.maxLogFileSize),
+            coordination_dir=_coordination_dir(o.coordinationDir),
+            clean_work_dir=str(o.cleanWorkDir),
+            bad_worker=float(o.badWorker),
+            bad_worker_interval=float(o.badWorkerFailInterval),
+            default_preemptible=bool(o.defaultPreemptible),
+            default_accelerators=tuple(tuple(sorted(spec.items())) for spec in o.defaultAccelerators),
         )
         self.jobStore.write_shared(records.CONFIG, self._config.dumps())
 
@@ -233,7 +251,7 @@ class Flow:
             max_memory=int(o.maxMemory) if o.maxMemory else machine_memory(),
             max_disk=int(o.maxDisk) if o.maxDisk else machine_disk(work_dir),
             work_dir=work_dir,
-            environment={**_worker_environment(), **self._realtime_environment()},
+            environment={**_worker_environment(), **self._realtime_environment(), **set_env(o)},
             extra=vars(o),
         )
         try:
@@ -262,7 +280,19 @@ class Flow:
             deadlock_wait=float(o.deadlockWait),
         )
         tick = min(1.0, float(o.rescueJobsFrequency))
-        return LeaderSettings(defaults=defaults, tick_interval=tick)
+        return LeaderSettings(
+            defaults=defaults, tick_interval=tick, double_mem=bool(getattr(o, "doubleMem", False)),
+            max_services=int(o.maxServiceJobs), max_preemptible_services=int(o.maxPreemptibleServiceJobs),
+        )
+
+
+def _coordination_dir(path: str | None) -> str | None:
+    if path is None:
+        return None
+    if not os.path.isdir(path):
+        raise FlowError(f"--coordinationDir {path} is not a directory: create it first (jobs keep "
+                        "their state and log files there)")
+    return os.path.abspath(path)
 
 
 def _worker_environment() -> dict[str, str]:

@@ -295,6 +295,15 @@ class FileStore:
             time.sleep(0.05)
 
     # ---- more of Toil's FileStore API ------------------------------------------------------
+    def keep_scratch(self, destination: str) -> str | None:
+        """Move the job's scratch directory to ``destination`` (--cleanWorkDir); its new path,
+        or None if the job made none."""
+        if self._temp is None:
+            return None
+        shutil.move(self._temp, destination)
+        self._temp = None
+        return destination
+
     def _note_cleanup(self, file_id: str, cleanup: bool) -> None:
         if cleanup:
             self.cleanup_ids.append(str(file_id))

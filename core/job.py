@@ -76,6 +76,10 @@ class Job:
         self._services: list[ServiceHostJob] = []
         self._predecessors: list[Job] = []
         self._fileStore: FileStore | None = None
+        #: Requirements the job states itself (the others take --defaultPreemptible ...).
+        self._given = frozenset(name for name, value in (
+            ("preemptible", preemptible if preemptible is not None else preemptable),
+            ("accelerators", accelerators)) if value is not None)
 
     # ---- identity and requirements -----------------------------------------------------------
     def _kind_name(self) -> str:
@@ -363,11 +367,11 @@ class Job:
 
         @staticmethod
         def getDefaultArgumentParser(jobstore_as_flag: bool = False) -> argparse.ArgumentParser:
-            from flow.core.options import add_flow_options
+            """flow's options on a configargparse parser: ``--config FILE`` and ``FLOW_<OPTION>``
+            environment variables give defaults."""
+            from flow.core.options import default_argument_parser
 
-            parser = argparse.ArgumentParser()
-            add_flow_options(parser, jobstore_as_flag=jobstore_as_flag)
-            return parser
+            return default_argument_parser(jobstore_as_flag)
 
         @staticmethod
         def getDefaultOptions(jobStore: str | None = None, jobstore_as_flag: bool = False) -> argparse.Namespace:
@@ -376,7 +380,8 @@ class Job:
             return default_options(jobStore)
 
         @staticmethod
-        def addFlowOptions(parser: argparse.ArgumentParser, jobstore_as_flag: bool = False) -> None:
+        def addFlowOptions(parser: Any, jobstore_as_flag: bool = False) -> None:
+            """Add flow's options to an argparse, configargparse or optparse parser."""
             from flow.core.options import add_flow_options
 
             add_flow_options(parser, jobstore_as_flag=jobstore_as_flag)

@@ -110,5 +110,5 @@ def _checked(spec: dict[str, Any], shown: str) -> dict[str, Any]:
     return spec
 
 
-def accelerator_count(specs: list[dict[str, Any]]) -> int:
-    return sum(int(spec["count"]) for spec in specs)
+def accelerator_count(specs: list[dict[str, Any]] | list[dict[str, object]]) -> int:
+    return sum(int(str(spec["count"])) for spec in specs)

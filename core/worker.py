@@ -12,8 +12,11 @@ import contextlib
 import logging
 import os
 import pickle
+import random
 import resource
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator
@@ -29,12 +32,13 @@ from flow.core.description import INLINE_LIMIT, JobDescription, JobState
 from flow.core.exceptions import FlowError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
+from flow.core.requirements import accelerator_count
 from flow.jobstores.abstract import JobStore
 from flow.jobstores.registry import open_job_store
 
 logger = logging.getLogger(__name__)
 
-LOG_TAIL_BYTES = 64 * 1024
+LOG_TAIL_BYTES = 64_000  # Toil's --maxLogFileSize default
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,15 @@ class WorkerConfig:
     default_memory: int = 2 * 1024**3
     default_disk: int = 2 * 1024**3
     chaining: bool = True
+    #: Toil's options (README, "Porting from Toil").
+    keep_all_logs: bool = False  # --writeLogsFromAllJobs
+    max_log_size: int = LOG_TAIL_BYTES  # --maxLogFileSize (0: all, negative: the head)
+    coordination_dir: str | None = None  # --coordinationDir
+    clean_work_dir: str = "always"  # --cleanWorkDir
+    bad_worker: float = 0.0  # --badWorker
+    bad_worker_interval: float = 0.01  # --badWorkerFailInterval
+    default_preemptible: bool = False  # --defaultPreemptible
+    default_accelerators: tuple[tuple[tuple[str, Any], ...], ...] = ()  # --defaultAccelerators
 
     def dumps(self) -> bytes:
         return pickle.dumps(self)
@@ -77,6 +90,7 @@ def _open(locator: str) -> tuple[JobStore, WorkerConfig]:
 def run_job(locator: str, job_id: str) -> int:
     """Run job ``job_id`` and any successors it can chain into. 0 if all committed."""
     store, config = _open(locator)
+    _arm_bad_worker(config)
     current: str | None = job_id
     while current is not None:
         desc = JobDescription.loads(store.read_job(current))
@@ -95,8 +109,9 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
         os.makedirs(temp_root, exist_ok=True)
         _made_dirs.add(temp_root)
     file_store = FileStore(store, desc.job_id, temp_root)
-    log_path = os.path.join(temp_root, f"worker-{os.getpid()}.log")
+    log_path = os.path.join(config.coordination_dir or temp_root, f"worker-{os.getpid()}.log")
     usage = _Usage(config.stats)
+    ok = False
     try:
         with _captured_output(log_path):
             try:
@@ -108,16 +123,19 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
                 finally:
                     job._run_deferred()
                 nxt = _commit(store, config, job, value, file_store)
+                ok = True
             except BaseException as exc:
                 _print_traceback(exc)
                 raise
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        _save_log(store, desc.job_id, log_path, exc)
+        _save_log(store, desc.job_id, log_path, exc, config.max_log_size)
         return False, None
     finally:
-        file_store.close()
+        _finish_scratch(file_store, config, desc, ok)
+    if config.keep_all_logs:  # --writeLogsFromAllJobs: a successful job's log is kept too
+        _save_log(store, desc.job_id, log_path, None, config.max_log_size)
     if config.stats:
         store.append_stats(pickle.dumps(usage.record(desc)))
     return True, nxt
@@ -164,7 +182,7 @@ def _commit(store: JobStore, config: WorkerConfig, job: Job, value: Any, file_st
     new_jobs = collect_new_jobs(job)
     if new_jobs:
         job.checkJobGraphAcylic()
-    new_descs = write_new_jobs(store, new_jobs)
+    new_descs = write_new_jobs(store, new_jobs, config)
     if desc.has_promises and isinstance(value, promise.Promise):
         desc.result_promise = (value.job_id, value.path)
     elif desc.has_promises:
@@ -232,11 +250,13 @@ def collect_new_jobs(job: Job) -> list[Job]:
     return order
 
 
-def write_new_jobs(store: JobStore, jobs: Iterable[Job]) -> list[JobDescription]:
+def write_new_jobs(store: JobStore, jobs: Iterable[Job], config: WorkerConfig | None = None) -> list[JobDescription]:
     """Write bodies, then descriptions, of new jobs. Returns their descriptions."""
     descs = []
     for job in jobs:
         desc = job._description
+        if config is not None:
+            _apply_defaults(job, desc, config)
         desc.children = [j.jobStoreID for j in job._children]
         desc.follow_ons = [j.jobStoreID for j in job._follow_ons]
         desc.services = [j.jobStoreID for j in job._services]
@@ -253,6 +273,16 @@ def write_new_jobs(store: JobStore, jobs: Iterable[Job]) -> list[JobDescription]
     for desc in descs:
         store.write_job(desc.job_id, desc.dumps())
     return descs
+
+
+def _apply_defaults(job: Job, desc: JobDescription, config: WorkerConfig) -> None:
+    """--defaultPreemptible and --defaultAccelerators for jobs that do not say."""
+    given = job.__dict__.get("_given", frozenset())
+    if config.default_preemptible and "preemptible" not in given:
+        desc.preemptible = True
+    if config.default_accelerators and "accelerators" not in given:
+        desc.accelerator_specs = [dict(spec) for spec in config.default_accelerators]
+        desc.accelerators = accelerator_count(desc.accelerator_specs)
 
 
 def _chain_target(
@@ -322,17 +352,40 @@ def _print_traceback(exc: BaseException) -> None:
     print("".join(report.format()), end="", file=sys.stderr)
 
 
-def _save_log(store: JobStore, job_id: str, log_path: str, exc: BaseException) -> None:
+def _save_log(store: JobStore, job_id: str, log_path: str, exc: BaseException | None,
+              limit: int = LOG_TAIL_BYTES) -> None:
+    """Store the job's log: its last ``limit`` bytes (all if 0, the first -limit if negative)."""
     try:
         with open(log_path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - LOG_TAIL_BYTES))
-            tail = handle.read()
+            if limit > 0:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - limit))
+            tail = handle.read(-limit if limit < 0 else -1)
     except OSError:
         tail = b""
-    if not tail.strip():
+    if not tail.strip() and exc is not None:
         tail = "".join(traceback.format_exception(exc)).encode()
     store.write_log(job_id, tail)
+
+
+def _finish_scratch(file_store: FileStore, config: WorkerConfig, desc: JobDescription, ok: bool) -> None:
+    """--cleanWorkDir: remove the job's scratch directory, or move it to --workDir and say so."""
+    policy = config.clean_work_dir
+    keep = policy == "never" or (policy == "onSuccess" and not ok) or (policy == "onError" and ok)
+    if keep:
+        kept = file_store.keep_scratch(os.path.join(config.work_dir, f"flow-kept-{desc.job_id}"))
+        if kept:
+            logger.warning("kept the scratch directory of %s at %s (--cleanWorkDir %s)", desc.label, kept, policy)
+    file_store.close()
+
+
+def _arm_bad_worker(config: WorkerConfig) -> None:
+    """--badWorker: for testing, SIGKILL this worker soon after a fraction of job starts."""
+    if config.bad_worker > 0 and random.random() < config.bad_worker:
+        delay = random.uniform(0, max(0.0, config.bad_worker_interval))
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
 
 
 class _Usage:
