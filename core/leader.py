@@ -228,7 +228,8 @@ class Leader:
             job_id=ins.job_id, name=ins.label,
             call=WorkerCall(WORKER_FUNCTION, (self.store.locator, ins.job_id)),
             cores=ins.cores, memory=self._memory.get(ins.job_id, ins.memory), disk=ins.disk,
-            accelerators=ins.accelerators, preemptible=ins.preemptible, time_limit=ins.time_limit,
+            accelerators=ins.accelerators, accelerator_specs=ins.accelerator_specs,
+            preemptible=ins.preemptible, time_limit=ins.time_limit,
         )
         self._memory[ins.job_id] = job.memory
         try:

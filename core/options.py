@@ -212,6 +212,8 @@ def add_toil_options(parser: Any) -> None:
     batch = parser.add_argument_group("batch systems (Toil's options)")
     batch.add_argument("--batchLogsDir", default=None,
                        help="where a cluster's batch system writes jobs' own output (kept there)")
+    batch.add_argument("--slurmPreemptiblePartition", default=None,
+                       help="Slurm: the partition for preemptible jobs (others: --slurmPartition)")
     batch.add_argument("--statePollingWait", type=float, default=None,
                        help="seconds between a cluster's job state queries (at least)")
 
