@@ -56,15 +56,16 @@ class Job:
         files: Any = None,
     ) -> None:
         name = self._kind_name()
+        requests = _parse_requests(name, memory, cores, disk)
         accelerator_specs = parse_accelerators(accelerators)
         self._description = JobDescription(
             job_id=new_job_id(),
             name=name,
             display_name=displayName or name,
             unit_name=unitName or "",
-            cores=parse_cores(cores),
-            memory=parse_size(memory, "memory"),
-            disk=parse_size(disk, "disk"),
+            cores=requests[1],
+            memory=requests[0],
+            disk=requests[2],
             accelerators=accelerator_count(accelerator_specs),
             accelerator_specs=accelerator_specs,
             preemptible=bool(preemptible if preemptible is not None else preemptable),
@@ -396,6 +397,23 @@ class Job:
                 return flow.start(job)
 
 
+class InvalidRequirementError(JobException, ValueError):
+    """A job's memory, cores or disk is not a size or number (a ValueError, as before)."""
+
+
+def _parse_requests(name: str, memory: Any, cores: Any, disk: Any) -> tuple[int | None, float | None, int | None]:
+    for what, value in (("memory", memory), ("cores", cores), ("disk", disk)):
+        if isinstance(value, Job):
+            raise InvalidRequirementError(
+                f"job {name}: its {what} is a job ({value!r}); was the job passed to "
+                "Job.__init__ as an argument, as in super().__init__(self)? Call "
+                "super().__init__() (or Job.__init__(self)) with requirements by keyword")
+    try:
+        return parse_size(memory, "memory"), parse_cores(cores), parse_size(disk, "disk")
+    except ValueError as exc:
+        raise InvalidRequirementError(f"job {name}: {exc}") from None
+
+
 def _descendants(job: Job) -> Iterator[Job]:
     seen = {id(job)}
     stack = [job]
@@ -548,3 +566,14 @@ class ServiceHostJob(Job):
         finally:
             self.service.stop(self)
         return value
+
+
+def _install_error_report() -> None:
+    """flow's errors in a script (a bad requirement while building jobs, before any Flow
+    exists) print as one paragraph, not a traceback."""
+    from flow.core.logs import install_excepthook
+
+    install_excepthook()
+
+
+_install_error_report()

@@ -32,3 +32,10 @@ def test_defer_runs_after_success_and_failure_in_reverse_order(run_ported: Porte
                           check=False)
         assert (done.returncode == 0) == (outcome == "ok"), done.stderr
         assert notes.read_text().splitlines() == ["job body", "second registered", "first registered"]
+
+
+def test_a_job_passed_as_its_own_memory_is_a_one_paragraph_error(run_ported: PortedRun, tmp_path: Path) -> None:
+    done = run_ported("bad_requirement.py", str(tmp_path / "js"), check=False)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "job Hello: its memory is a job" in done.stderr and "super().__init__(self)" in done.stderr
