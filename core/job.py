@@ -7,8 +7,10 @@ A Toil script ports by changing its imports (``from flow.core.job import Job``);
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -182,17 +184,23 @@ class Job:
         """Call ``function(*args, **kwargs)`` when this attempt at the job ends: after ``run``
         returns or raises, in the same process, latest registered first (Toil's order). Errors
         of a deferred function are logged, not raised. For releasing what ``run`` acquired
-        outside the file store (a lock, a container)."""
-        self.__dict__.setdefault("_deferred", []).append((function, args, kwargs))
+        outside the file store (a lock, a container). If the worker dies instead (kill -9), the
+        next worker of the run on this machine calls it."""
+        from flow.core import deferred as persisted
+
+        calls = self.__dict__.setdefault("_deferred", [])
+        directory = self.__dict__.get("_defer_dir")
+        path = persisted.record(directory, self.jobStoreID, len(calls), (function, args, kwargs)) if directory else None
+        calls.append((function, args, kwargs, path))
 
     def _run_deferred(self) -> None:
-        deferred = self.__dict__.pop("_deferred", [])
-        for function, args, kwargs in reversed(deferred):
-            try:
-                function(*args, **kwargs)
-            except Exception:  # a cleanup's failure must not hide the job's own outcome
-                logger.exception("deferred function %s of %r failed",
-                                 getattr(function, "__name__", function), self)
+        from flow.core import deferred as persisted
+
+        for function, args, kwargs, path in reversed(self.__dict__.pop("_deferred", [])):
+            persisted.call(function, args, kwargs, repr(self))
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     # ---- building the graph -----------------------------------------------------------------
     def addChild(self, childJob: Job) -> Job:

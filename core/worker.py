@@ -27,7 +27,7 @@ import dill
 
 import flow.batchsystems
 import flow.jobstores
-from flow.core import promise, records, scriptref
+from flow.core import deferred, promise, records, scriptref
 from flow.core.description import INLINE_LIMIT, JobDescription, JobState
 from flow.core.exceptions import FlowError
 from flow.core.filestore import FileStore
@@ -110,6 +110,8 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
         _made_dirs.add(temp_root)
     file_store = FileStore(store, desc.job_id, temp_root)
     log_path = os.path.join(config.coordination_dir or temp_root, f"worker-{os.getpid()}.log")
+    defer_dir = os.path.join(config.coordination_dir or temp_root, "deferred")
+    deferred.run_orphans(defer_dir)  # what workers killed earlier (kill -9) left to call
     usage = _Usage(config.stats)
     ok = False
     try:
@@ -118,6 +120,7 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
                 job = _load_job(store, desc)
                 job._fileStore = file_store
                 job._resource_defaults = (config.default_cores, config.default_memory, config.default_disk)  # type: ignore[attr-defined]
+                job._defer_dir = defer_dir  # type: ignore[attr-defined]
                 try:
                     value = job.run(file_store)
                 finally:

@@ -39,3 +39,8 @@ def test_a_job_passed_as_its_own_memory_is_a_one_paragraph_error(run_ported: Por
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "job Hello: its memory is a job" in done.stderr and "super().__init__(self)" in done.stderr
+
+
+def test_defer_runs_after_the_worker_was_killed(run_ported: PortedRun, tmp_path: Path) -> None:
+    done = run_ported("api_defer_kill.py", str(tmp_path / "js"), str(tmp_path))
+    assert done.stdout.strip() == "['cleanup of the killed attempt']"
