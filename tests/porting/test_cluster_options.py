@@ -17,6 +17,8 @@ from flow.core.job import Job
 from flow.core.requirements import parse_accelerators
 from tests.contract.test_batchsystem import require_slurm
 
+MiB = 1024**2
+
 
 def batch_job(accelerators: object, preemptible: bool = False) -> BatchJob:
     specs = tuple(parse_accelerators(accelerators))
@@ -84,3 +86,19 @@ def test_batch_logs_dir_keeps_slurms_output(tmp_path: Path) -> None:
     assert Job.Runner.startFlow(Job.wrapFn(hello, cores=1, memory="50M"), options) == "hi"
     outputs = list((tmp_path / "batch-logs").glob("flow-hello-*.out"))
     assert len(outputs) == 1
+
+
+def test_state_polling_wait_spaces_the_state_queries(tmp_path: Path) -> None:
+    from flow.batchsystems import BatchConfig, make_batch_system
+
+    def intervals(**extra: object) -> tuple[float, float]:
+        config = BatchConfig(max_cores=1, max_memory=MiB, max_disk=MiB, work_dir=str(tmp_path), extra=extra)
+        system = make_batch_system("slurm", config)
+        try:
+            return system.poll_interval  # type: ignore[attr-defined, no-any-return]
+        finally:
+            system.shutdown()
+
+    assert intervals() == (1.0, 15.0)
+    assert intervals(statePollingWait=5) == (5.0, 15.0)
+    assert intervals(statePollingWait=30) == (30.0, 30.0)
