@@ -5,6 +5,7 @@ from flow.batchsystems.abstract import (
     WORKER_PRELOAD_VARIABLE,
     BatchConfig,
     BatchJob,
+    BatchJobExitReason,
     BatchSystem,
     BatchSystemError,
     ExitReason,
@@ -18,6 +19,7 @@ from flow.batchsystems.registry import batch_system_class, make_batch_system, re
 __all__ = [
     "BatchConfig",
     "BatchJob",
+    "BatchJobExitReason",
     "BatchSystem",
     "BatchSystemError",
     "ExitReason",

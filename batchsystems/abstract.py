@@ -72,6 +72,11 @@ class BatchJob:
     memory: int = 2 * 1024**3  # bytes
     disk: int = 2 * 1024**3  # bytes
     accelerators: int = 0
+    #: Toil's accelerator requirements ({"count", "kind", "model", "brand", "api"}), when known;
+    #: ``accelerators`` is their total count.
+    accelerator_specs: tuple[Mapping[str, object], ...] = ()
+    #: Whether the job may run on preemptible (cheaper, interruptible) capacity; a batch system
+    #: uses it where it has a way to say so (Slurm: --slurmPreemptiblePartition).
     preemptible: bool = False
     #: Seconds of wall time; every batch system enforces it (ending the job as TIMEOUT).
     time_limit: float | None = None
@@ -93,6 +98,34 @@ class ExitReason(enum.Enum):
     PREEMPTED = "preempted"
 
 
+class BatchJobExitReason(enum.IntEnum):
+    """Toil's int-valued exit reasons (``toil.batchSystems.abstractBatchSystem``), for code that
+    compares them; ``JobExit.exitReason`` gives the one of a flow :class:`ExitReason`."""
+
+    FINISHED = 1  # successfully finished
+    FAILED = 2  # failed
+    LOST = 3  # disappeared from the batch system
+    KILLED = 4  # killed before finishing
+    ERROR = 5  # internal error
+    MEMLIMIT = 6  # exceeded its memory
+    MISSING = 7  # never seen again
+    MAXJOBDURATION = 8  # ran longer than allowed
+    PARTITION = 9  # its partition went away
+
+    @classmethod
+    def to_string(cls, value: int) -> str:
+        return cls(value).name
+
+
+#: flow's reason -> Toil's (a finished job with a non-zero exit code is Toil's FAILED).
+TOIL_EXIT_REASONS = {
+    "finished": BatchJobExitReason.FINISHED, "failed": BatchJobExitReason.FAILED,
+    "lost": BatchJobExitReason.LOST, "timeout": BatchJobExitReason.MAXJOBDURATION,
+    "out_of_memory": BatchJobExitReason.MEMLIMIT, "cancelled": BatchJobExitReason.KILLED,
+    "node_fail": BatchJobExitReason.LOST, "preempted": BatchJobExitReason.KILLED,
+}
+
+
 @dataclass(frozen=True)
 class JobExit:
     """How one issued batch job ended.
@@ -112,6 +145,13 @@ class JobExit:
     @property
     def succeeded(self) -> bool:
         return self.reason is ExitReason.FINISHED and self.exit_code == 0
+
+    @property
+    def exitReason(self) -> BatchJobExitReason:
+        """Toil's name for how the job ended."""
+        if self.reason is ExitReason.FINISHED and self.exit_code != 0:
+            return BatchJobExitReason.FAILED
+        return TOIL_EXIT_REASONS[self.reason.value]
 
 
 def describe_bytes(amount: float) -> str:

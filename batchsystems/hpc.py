@@ -325,6 +325,13 @@ class HPCBatchSystem(BatchSystem):
         self._unsure_submissions = False
         self._closed = False
         self._output_dir: Path | None = None
+        wait = config.extra.get("statePollingWait")  # Toil's: seconds between state queries
+        if isinstance(wait, (int, float)) and wait > 0:
+            self.poll_interval = (float(wait), max(float(wait), self.poll_interval[1]))
+            self._interval = self.poll_interval[0]
+        #: Toil's --batchLogsDir: the scheduler's own job output goes there and is kept.
+        logs_dir = config.extra.get("batchLogsDir")
+        self._batch_logs_dir = Path(str(logs_dir)).absolute() if logs_dir else None
 
     # -- what a scheduler plugin supplies ----------------------------------------------------
 
@@ -498,8 +505,13 @@ class HPCBatchSystem(BatchSystem):
         if self._output_dir is None:
             base = Path(self.config.work_dir or tempfile.gettempdir())
             self._output_dir = base / f"flow-{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            if self._batch_logs_dir is not None:
+                self._output_dir = self._batch_logs_dir
             self._output_dir.mkdir(parents=True, exist_ok=True)
         output = self._output_dir / f"job-{batch_id}.out"
+        if self._batch_logs_dir is not None:  # shared by runs: names that do not collide
+            name = "".join(c if c.isalnum() or c in "._-" else "_" for c in job.name)[:60]
+            output = self._output_dir / f"flow-{name}-{self.tag.split(':')[-1]}-{os.getpid()}-{batch_id}.out"
         marker = None if job.time_limit is None else self._output_dir / f"job-{batch_id}.timeout"
         return output, marker
 
@@ -729,7 +741,7 @@ class HPCBatchSystem(BatchSystem):
         return [s for s in self.parse_leftovers(done, self.tag) if s not in exclude]
 
     def _forget_files(self, tracked: _Tracked) -> None:
-        for path in (tracked.output, tracked.marker):
+        for path in (tracked.marker,) if self._batch_logs_dir is not None else (tracked.output, tracked.marker):
             if path is not None:
                 try:
                     path.unlink()

@@ -16,6 +16,7 @@ Idle workers are kept for reuse; a worker that dies is replaced lazily.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import selectors
@@ -206,6 +207,9 @@ class SingleMachineBatchSystem(BatchSystem):
 
     def issue(self, job: BatchJob) -> int:
         self._check_open()
+        scale = self.config.extra.get("scale")  # Toil's --scale: cores times this
+        if isinstance(scale, (int, float)) and scale != 1.0:
+            job = dataclasses.replace(job, cores=job.cores * scale)
         self.check_fits(job)
         batch_id = self._next_id
         self._next_id += 1

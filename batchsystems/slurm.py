@@ -170,7 +170,8 @@ def job_name(name: str) -> str:
 
 
 def sbatch_command(
-    job: BatchJob, output: str, tag: str, partition: str | None, user_args: Sequence[str]
+    job: BatchJob, output: str, tag: str, partition: str | None, user_args: Sequence[str],
+    preemptible_partition: str | None = None,
 ) -> list[str]:
     """The sbatch command line for ``job`` (its script comes on stdin)."""
     argv = [
@@ -181,11 +182,28 @@ def sbatch_command(
     ]
     if job.time_limit is not None:
         argv.append(f"--time={minutes_for(job.time_limit)}")
-    if job.accelerators:
-        argv.append(f"--gres=gpu:{job.accelerators}")
-    if partition:
+    gres = gres_request(job)
+    if gres:
+        argv.append(f"--gres={gres}")
+    if job.preemptible and preemptible_partition:
+        argv.append(f"--partition={preemptible_partition}")
+    elif partition:
         argv.append(f"--partition={partition}")
     return argv + list(user_args)
+
+
+def gres_request(job: BatchJob) -> str:
+    """Slurm's --gres for Toil's accelerator requirements: ``gpu:2``, ``gpu:a100:1``, several
+    comma-separated. Slurm names a kind and a model (its GRES type); a brand or API ("cuda")
+    alone asks for that many GPUs of any type."""
+    if not job.accelerator_specs:
+        return f"gpu:{job.accelerators}" if job.accelerators else ""
+    counts: dict[tuple[str, str], int] = {}
+    for spec in job.accelerator_specs:
+        key = (str(spec.get("kind") or "gpu"), str(spec.get("model") or ""))
+        counts[key] = counts.get(key, 0) + int(str(spec.get("count", 1)))
+    return ",".join(f"{kind}:{model}:{n}" if model else f"{kind}:{n}"
+                    for (kind, model), n in counts.items() if n > 0)
 
 
 def parse_sbatch(done: CompletedCommand, name: str) -> str:
@@ -284,7 +302,9 @@ class SlurmBatchSystem(HPCBatchSystem):
         self.use_completion_log = False  # sacct -c: set once sacct says accounting is off
 
     def submit_command(self, job: BatchJob, output: str) -> list[str]:
-        return sbatch_command(job, output, self.tag, self.partition, self.user_args)
+        preemptible = self.config.extra.get("slurmPreemptiblePartition")
+        return sbatch_command(job, output, self.tag, self.partition, self.user_args,
+                              str(preemptible) if preemptible else None)
 
     def parse_submit(self, done: CompletedCommand, job: BatchJob) -> str:
         return parse_sbatch(done, job.name)

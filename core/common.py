@@ -12,7 +12,7 @@ import signal
 import sys
 import tempfile
 import types
-from typing import Any
+from typing import Any, Literal, overload
 
 import psutil
 
@@ -23,15 +23,17 @@ from flow.core.autoscale import Autoscaling
 from flow.core.autoscale import check_options as check_autoscaling
 from flow.core.description import new_job_id
 from flow.core.exceptions import FailedJobsException, FlowError
-from flow.core.filestore import FileID
+from flow.core.filestore import FileID, import_to_store
 from flow.core.job import Job
+from flow.core.joblogs import write_job_logs
 from flow.core.leader import Leader, LeaderSettings
 from flow.core.logs import install_excepthook, remove_handler, setup_logging
-from flow.core.options import check_options, default_options, log_level
+from flow.core.options import check_options, default_options, log_level, normalise_options, set_env
 from flow.core.progress import Progress
-from flow.core.resources import machine_cores, machine_disk, machine_memory
+from flow.core.realtime import RealtimeServer
+from flow.core.resources import machine_cores, machine_disk, machine_memory, parse_cores
 from flow.core.state import Defaults
-from flow.core.urls import export_url, import_url
+from flow.core.urls import export_url
 from flow.core.worker import (
     WorkerConfig,
     collect_new_jobs,
@@ -63,6 +65,7 @@ class Flow:
         for key, value in vars(base).items():
             if not hasattr(options, key):
                 setattr(options, key, value)
+        normalise_options(options)
         if not options.jobStore:
             options.jobStore = tempfile.mkdtemp(prefix="flow-jobstore-")
             os.rmdir(options.jobStore)
@@ -79,6 +82,7 @@ class Flow:
         #: "succeeded" or "failed" once a run ended here as a workflow; None while the store's
         #: state is not known to be finished (never run, or a fault of the store itself).
         self._outcome: str | None = None
+        self._realtime: RealtimeServer | None = None
         install_excepthook()
         check_autoscaling(options)  # --provisioner and its node types, before anything starts
 
@@ -118,6 +122,7 @@ class Flow:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None
     ) -> None:
+        self._stop_realtime_logging()
         if self._batch is not None:
             self._batch.shutdown()
             self._batch = None
@@ -164,10 +169,22 @@ class Flow:
         return self._store
 
     # ---- files ------------------------------------------------------------------------------
-    def importFile(self, srcUrl: str, sharedFileName: str | None = None, symlink: bool = True) -> FileID:
-        """Copy a file (path, file:// or http(s):// URL) into the job store."""
-        file_id = import_url(self.jobStore, srcUrl, link=bool(self.options.linkImports))
-        return FileID(file_id, self.jobStore.file_size(file_id))
+    @overload
+    def importFile(self, srcUrl: str, sharedFileName: None = None, symlink: bool = True,
+                   check_existence: Literal[True] = True) -> FileID: ...
+
+    @overload
+    def importFile(self, srcUrl: str, sharedFileName: str | None = None, symlink: bool = True,
+                   check_existence: bool = True) -> FileID | None: ...
+
+    def importFile(self, srcUrl: str, sharedFileName: str | None = None, symlink: bool = True,
+                   check_existence: bool = True) -> FileID | None:
+        """Copy a file (path, file:// or http(s):// URL) into the job store; its id. As Toil's:
+        with ``sharedFileName`` it becomes that shared file (jobs read it with
+        ``fileStore.readSharedFileStream``) and None is returned; with ``check_existence=False``
+        a missing file gives None instead of FileNotFoundError."""
+        return import_to_store(self.jobStore, srcUrl, sharedFileName, check_existence,
+                               link=bool(self.options.linkImports))
 
     import_file = importFile
 
@@ -186,10 +203,15 @@ class Flow:
         store = self.jobStore
         root = next(iter(rootJob.getRootJobs()))
         value = root.rv()  # an encapsulated root promises its inner job's value
-        descs = write_new_jobs(store, [root, *collect_new_jobs(root)])
+        workflow_id = new_job_id()
+        self._save_config(workflow_id)  # the jobs' defaults (--defaultPreemptible ...) come from it
+        descs = write_new_jobs(store, [root, *collect_new_jobs(root)], self._config)
         store.write_shared(records.RESULT, pickle.dumps((value.job_id, value.path)))
         store.write_shared(records.ROOT, root.jobStoreID.encode())  # the workflow now exists
-        return self._run(root.jobStoreID, descs, new_job_id())
+        try:
+            return self._run(root.jobStoreID, descs, workflow_id)
+        finally:
+            write_job_logs(store, self.options)
 
     def restart(self) -> Any:
         """Resume the workflow in the job store; finished jobs are not run again.
@@ -208,19 +230,33 @@ class Flow:
                 f"'flow clean --force {store.locator}' if it is of no use."
             )
         config = records.load_config(store)
-        return self._run(root, [], config.workflow_id if config else new_job_id(), restart=True)
+        try:
+            return self._run(root, [], config.workflow_id if config else new_job_id(), restart=True)
+        finally:
+            write_job_logs(self.jobStore, self.options)
 
     def _save_config(self, workflow_id: str) -> None:
         o = self.options
+        if o.caching:
+            logger.warning("--caching true: flow keeps no file cache between jobs; each job reads "
+                           "its own copies (Toil's --disableCaching behaviour)")
         self._config = WorkerConfig(
             workflow_id=workflow_id,
             work_dir=os.path.abspath(o.workDir or tempfile.gettempdir()),
             log_level=log_level(o),
             stats=bool(o.stats),
-            default_cores=float(o.defaultCores),
+            default_cores=parse_cores(o.defaultCores) or 0,
             default_memory=int(o.defaultMemory),
             default_disk=int(o.defaultDisk),
             chaining=not o.disableChaining,
+            keep_all_logs=bool(o.writeLogsFromAllJobs),
+            max_log_size=int(o.maxLogFileSize),
+            coordination_dir=_coordination_dir(o.coordinationDir),
+            clean_work_dir=str(o.cleanWorkDir),
+            bad_worker=float(o.badWorker),
+            bad_worker_interval=float(o.badWorkerFailInterval),
+            default_preemptible=bool(o.defaultPreemptible),
+            default_accelerators=tuple(tuple(sorted(spec.items())) for spec in o.defaultAccelerators),
         )
         self.jobStore.write_shared(records.CONFIG, self._config.dumps())
 
@@ -297,13 +333,26 @@ class Flow:
             max_memory=int(o.maxMemory) if o.maxMemory else machine_memory(),
             max_disk=int(o.maxDisk) if o.maxDisk else machine_disk(work_dir),
             work_dir=work_dir,
-            environment=_worker_environment(),
+            environment={**_worker_environment(), **self._realtime_environment(), **set_env(o)},
             extra=vars(o),
         )
         try:
             return make_batch_system(o.batchSystem, config)
         except KeyError as exc:
             raise FlowError(str(exc.args[0])) from None
+
+    def _realtime_environment(self) -> dict[str, str]:
+        """With --realTimeLogging: listen for jobs' RealtimeLogger messages; where, for workers."""
+        if not getattr(self.options, "realTimeLogging", False):
+            return {}
+        if self._realtime is None:
+            self._realtime = RealtimeServer(log_level(self.options))
+        return self._realtime.environment()
+
+    def _stop_realtime_logging(self) -> None:
+        if self._realtime is not None:
+            self._realtime.close()
+            self._realtime = None
 
     def _leader_settings(self) -> LeaderSettings:
         o = self.options
@@ -313,7 +362,19 @@ class Flow:
             deadlock_wait=float(o.deadlockWait),
         )
         tick = min(1.0, float(o.rescueJobsFrequency))
-        return LeaderSettings(defaults=defaults, tick_interval=tick)
+        return LeaderSettings(
+            defaults=defaults, tick_interval=tick, double_mem=bool(getattr(o, "doubleMem", False)),
+            max_services=int(o.maxServiceJobs), max_preemptible_services=int(o.maxPreemptibleServiceJobs),
+        )
+
+
+def _coordination_dir(path: str | None) -> str | None:
+    if path is None:
+        return None
+    if not os.path.isdir(path):
+        raise FlowError(f"--coordinationDir {path} is not a directory: create it first (jobs keep "
+                        "their state and log files there)")
+    return os.path.abspath(path)
 
 
 def _write_fault(exc: JobStoreWriteError) -> FlowError:

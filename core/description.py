@@ -36,7 +36,9 @@ class JobDescription:
     cores: float | None = None
     memory: int | None = None
     disk: int | None = None
-    accelerators: int = 0
+    accelerators: int = 0  # how many, in all (the local batch system has none)
+    #: Toil's accelerator requirements: {"count", "kind", "model", "brand", "api"} dicts.
+    accelerator_specs: list[dict[str, object]] = field(default_factory=list)
     preemptible: bool = False
     checkpoint: bool = False
     #: Hidden from what users see (progress bar, default log): a front-end's internal job.

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
+import io
 import logging
 import os
 import queue
@@ -28,10 +30,11 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
-from flow.core.exceptions import ChangedReadFileError
+from flow.core.exceptions import ChangedReadFileError, FlowError
 from flow.core.urls import export_url, import_url
 from flow.jobstores.abstract import JobStore
 
@@ -130,6 +133,8 @@ class FileStore:
         self._read_only: dict[str, tuple[str, int, int, int]] = {}
         self._pending_deletes: list[str] = []
         self.messages: list[str] = []
+        #: Files written with cleanup=True: deleted after this job and all its successors.
+        self.cleanup_ids: list[str] = []
 
     # ---- scratch space ----------------------------------------------------------------------
     @property
@@ -161,6 +166,7 @@ class FileStore:
         """Store a copy of a local file; returns its id. The job may go on changing its file."""
         path = os.path.abspath(localFileName)
         file_id = self.jobStore.write_file(path, self.job_id)
+        self._note_cleanup(file_id, cleanup)
         return FileID(file_id, self.jobStore.file_size(file_id))
 
     @contextlib.contextmanager
@@ -169,6 +175,7 @@ class FileStore:
         errors: str | None = None,
     ) -> Iterator[tuple[IO[Any], FileID]]:
         with self.jobStore.write_file_stream(self.job_id, basename) as (stream, file_id):
+            self._note_cleanup(file_id, cleanup)
             if encoding is not None:
                 import io
 
@@ -241,7 +248,13 @@ class FileStore:
         return self.jobStore.file_size(fileStoreID)
 
     def deleteLocalFile(self, fileStoreID: str) -> None:
-        """Remove this job's local copies of a global file."""
+        """Remove this job's local copies of a global file (read with readGlobalFile). As in
+        Toil, OSError(ENOENT) when this job has none."""
+        if str(fileStoreID) not in self._local_reads:
+            raise OSError(errno.ENOENT, f"this job has no local copy of file {fileStoreID} to delete")
+        self._drop_local_copies(fileStoreID)
+
+    def _drop_local_copies(self, fileStoreID: str) -> None:
         for path in self._local_reads.pop(str(fileStoreID), []):
             self._read_only.pop(path, None)
             with contextlib.suppress(FileNotFoundError):
@@ -251,7 +264,7 @@ class FileStore:
         """Delete a global file once this job has finished successfully. As in Toil, deleting a
         file that is not there is no error; a malformed id raises NoSuchFileError at once."""
         file_id = str(fileStoreID)
-        self.deleteLocalFile(file_id)
+        self._drop_local_copies(file_id)
         if not self.jobStore.file_exists(file_id):
             self.jobStore.delete_file(file_id)  # nothing to delete; NoSuchFileError if malformed
             return
@@ -262,9 +275,20 @@ class FileStore:
 
     export_file = exportFile
 
-    def importFile(self, srcUrl: str, sharedFileName: str | None = None) -> FileID:
-        file_id = import_url(self.jobStore, srcUrl)
-        return FileID(file_id, self.jobStore.file_size(file_id))
+    @overload
+    def importFile(self, srcUrl: str, sharedFileName: None = None,
+                   check_existence: Literal[True] = True) -> FileID: ...
+
+    @overload
+    def importFile(self, srcUrl: str, sharedFileName: str | None = None,
+                   check_existence: bool = True) -> FileID | None: ...
+
+    def importFile(self, srcUrl: str, sharedFileName: str | None = None,
+                   check_existence: bool = True) -> FileID | None:
+        """Copy a file (path, file:// or http(s):// URL) into the job store; its id. As Toil's:
+        with ``sharedFileName`` it becomes that shared file (see :meth:`readSharedFileStream`)
+        and None is returned; with ``check_existence=False`` a missing file gives None."""
+        return import_to_store(self.jobStore, srcUrl, sharedFileName, check_existence)
 
     import_file = importFile
 
@@ -308,3 +332,94 @@ class FileStore:
                     raise RuntimeError("the service's check() reported failure")
                 next_check = time.monotonic() + interval
             time.sleep(0.05)
+
+    # ---- more of Toil's FileStore API ------------------------------------------------------
+    def keep_scratch(self, destination: str) -> str | None:
+        """Move the job's scratch directory to ``destination`` (--cleanWorkDir); its new path,
+        or None if the job made none."""
+        if self._temp is None:
+            return None
+        shutil.move(self._temp, destination)
+        self._temp = None
+        return destination
+
+    def _note_cleanup(self, file_id: str, cleanup: bool) -> None:
+        if cleanup:
+            self.cleanup_ids.append(str(file_id))
+
+    @contextlib.contextmanager
+    def updateGlobalFileStream(
+        self, fileStoreID: str, encoding: str | None = None, errors: str | None = None
+    ) -> Iterator[IO[Any]]:
+        """A writable stream whose content replaces the global file's (atomically, at the end of
+        the block, keeping its id); nothing changes if the block raises."""
+        path = self.getLocalTempFile(prefix="update-")
+        with open(path, "w" if encoding else "wb", encoding=encoding, errors=errors) as stream:
+            yield stream
+        self.updateGlobalFile(fileStoreID, path)
+        os.unlink(path)
+
+    def getEmptyFileStoreID(self, jobStoreID: str | None = None, cleanup: bool = False,
+                            basename: str | None = None) -> FileID:
+        """A new empty global file (to fill later with updateGlobalFile/updateGlobalFileStream)."""
+        with self.jobStore.write_file_stream(jobStoreID or self.job_id, basename) as (_, file_id):
+            pass
+        self._note_cleanup(file_id, cleanup)
+        return FileID(file_id, 0)
+
+    def globalFileExists(self, fileStoreID: str) -> bool:
+        return self.jobStore.file_exists(str(fileStoreID))
+
+    def log_user_stream(self, name: str, stream: IO[bytes]) -> None:
+        """Send a stream of UTF-8 text (a tool's output, say) to the leader's log as ``name``:
+        logged there when the job has run, and written to ``--writeLogs`` as a file."""
+        text = stream.read().decode("utf-8", "replace")
+        self.messages.append(f"{USER_STREAM_TAG}{name}\t{text}")
+
+    @contextlib.contextmanager
+    def readSharedFileStream(self, sharedFileName: str) -> Iterator[IO[bytes]]:
+        """A file imported with ``importFile(..., sharedFileName=name)``."""
+        yield io.BytesIO(read_shared_file(self.jobStore, sharedFileName))
+
+
+class NoSuchImportError(FlowError, FileNotFoundError):
+    """importFile of a file that does not exist (Toil raises FileNotFoundError)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"cannot import {url!r}: no such file")
+        self.url = url
+
+
+#: Prefix of job-store shared records holding files imported under a ``sharedFileName``.
+USER_SHARED_PREFIX = "user-shared."
+#: A message that is a named user stream (log_user_stream), not a log line.
+USER_STREAM_TAG = "STREAM:"
+
+
+def import_to_store(store: JobStore, url: str, shared_name: str | None, check_existence: bool,
+                    link: bool = False) -> FileID | None:
+    """Toil's importFile: a file id, or None for a shared file or (unchecked) a missing one."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme in ("", "file"):
+        path = urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else url
+        if not os.path.isfile(path):
+            if not check_existence:
+                return None
+            raise NoSuchImportError(url)
+    if shared_name is not None:
+        file_id = import_url(store, url)
+        try:
+            with store.read_file_stream(file_id) as handle:
+                store.write_shared(USER_SHARED_PREFIX + shared_name, handle.read())
+        finally:
+            store.delete_file(file_id)
+        return None
+    file_id = import_url(store, url, link=link)
+    return FileID(file_id, store.file_size(file_id))
+
+
+def read_shared_file(store: JobStore, name: str) -> bytes:
+    data = store.read_shared(USER_SHARED_PREFIX + name)
+    if data is None:
+        raise FileNotFoundError(errno.ENOENT, f"the job store has no shared file {name!r}", name)
+    return data

@@ -7,15 +7,21 @@ A Toil script ports by changing its imports (``from flow.core.job import Job``);
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flow.core.description import JobDescription, new_job_id
 from flow.core.exceptions import JobException, JobGraphDeadlockException
 from flow.core.promise import Promise
+from flow.core.requirements import PromisedRequirement, accelerator_count, parse_accelerators
 from flow.core.resources import parse_cores, parse_size
+
+__all__ = ["EncapsulatedJob", "FunctionWrappingJob", "Job", "JobFunctionWrappingJob", "PromisedRequirement",
+           "ServiceHostJob"]
 
 if TYPE_CHECKING:
     from flow.core.filestore import FileStore
@@ -41,7 +47,7 @@ class Job:
         memory: int | str | None = None,
         cores: int | float | str | None = None,
         disk: int | str | None = None,
-        accelerators: int | None = None,
+        accelerators: Any = None,
         preemptible: bool | None = None,
         preemptable: bool | None = None,
         unitName: str | None = "",
@@ -52,15 +58,18 @@ class Job:
         files: Any = None,
     ) -> None:
         name = self._kind_name()
+        requests = _parse_requests(name, memory, cores, disk)
+        accelerator_specs = parse_accelerators(accelerators)
         self._description = JobDescription(
             job_id=new_job_id(),
             name=name,
             display_name=displayName or name,
             unit_name=unitName or "",
-            cores=parse_cores(cores),
-            memory=parse_size(memory, "memory"),
-            disk=parse_size(disk, "disk"),
-            accelerators=int(accelerators or 0),
+            cores=requests[1],
+            memory=requests[0],
+            disk=requests[2],
+            accelerators=accelerator_count(accelerator_specs),
+            accelerator_specs=accelerator_specs,
             preemptible=bool(preemptible if preemptible is not None else preemptable),
             checkpoint=bool(checkpoint),
             hidden=type(self).hidden,
@@ -70,6 +79,10 @@ class Job:
         self._services: list[ServiceHostJob] = []
         self._predecessors: list[Job] = []
         self._fileStore: FileStore | None = None
+        #: Requirements the job states itself (the others take --defaultPreemptible ...).
+        self._given = frozenset(name for name, value in (
+            ("preemptible", preemptible if preemptible is not None else preemptable),
+            ("accelerators", accelerators)) if value is not None)
 
     # ---- identity and requirements -----------------------------------------------------------
     def _kind_name(self) -> str:
@@ -91,9 +104,16 @@ class Job:
     def unitName(self) -> str:
         return self._description.unit_name
 
+    def _default(self, index: int) -> Any:
+        """The run's --defaultCores/--defaultMemory/--defaultDisk (set by the worker), else None."""
+        defaults = self.__dict__.get("_resource_defaults")
+        return None if defaults is None else defaults[index]
+
     @property
     def memory(self) -> int | None:
-        return self._description.memory
+        """Bytes of memory; inside ``run()`` the run's default when the job named none."""
+        value = self._description.memory
+        return self._default(1) if value is None else value
 
     @memory.setter
     def memory(self, value: int | str) -> None:
@@ -101,7 +121,9 @@ class Job:
 
     @property
     def cores(self) -> float | None:
-        return self._description.cores
+        """Cores; inside ``run()`` the run's default when the job named none."""
+        value = self._description.cores
+        return self._default(0) if value is None else value
 
     @cores.setter
     def cores(self, value: float | str) -> None:
@@ -109,7 +131,9 @@ class Job:
 
     @property
     def disk(self) -> int | None:
-        return self._description.disk
+        """Bytes of disk; inside ``run()`` the run's default when the job named none."""
+        value = self._description.disk
+        return self._default(2) if value is None else value
 
     @disk.setter
     def disk(self, value: int | str) -> None:
@@ -119,12 +143,22 @@ class Job:
     def preemptible(self) -> bool:
         return self._description.preemptible
 
+    preemptable = preemptible
+
+    @property
+    def accelerators(self) -> list[dict[str, Any]]:
+        """Toil's form: a list of ``{"count", "kind", "model", "brand", "api"}`` dicts."""
+        return [dict(spec) for spec in self._description.accelerator_specs]
+
     @property
     def checkpoint(self) -> bool:
         return self._description.checkpoint
 
     def __repr__(self) -> str:
-        return f"<{self._description.label} {self._description.job_id}>"
+        desc = self.__dict__.get("_description")
+        if desc is None:  # not yet initialised (an error inside Job.__init__ names the job)
+            return f"<{type(self).__name__}>"
+        return f"<{desc.label} {desc.job_id}>"
 
     # ---- running -----------------------------------------------------------------------------
     def run(self, fileStore: FileStore) -> Any:
@@ -145,6 +179,28 @@ class Job:
     def log(self, text: str, level: int = logging.INFO) -> None:
         """Send a message to the leader's log."""
         self.fileStore.log_to_leader(text, level)
+
+    def defer(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call ``function(*args, **kwargs)`` when this attempt at the job ends: after ``run``
+        returns or raises, in the same process, latest registered first (Toil's order). Errors
+        of a deferred function are logged, not raised. For releasing what ``run`` acquired
+        outside the file store (a lock, a container). If the worker dies instead (kill -9), the
+        next worker of the run on this machine calls it."""
+        from flow.core import deferred as persisted
+
+        calls = self.__dict__.setdefault("_deferred", [])
+        directory = self.__dict__.get("_defer_dir")
+        path = persisted.record(directory, self.jobStoreID, len(calls), (function, args, kwargs)) if directory else None
+        calls.append((function, args, kwargs, path))
+
+    def _run_deferred(self) -> None:
+        from flow.core import deferred as persisted
+
+        for function, args, kwargs, path in reversed(self.__dict__.pop("_deferred", [])):
+            persisted.call(function, args, kwargs, repr(self))
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     # ---- building the graph -----------------------------------------------------------------
     def addChild(self, childJob: Job) -> Job:
@@ -320,11 +376,11 @@ class Job:
 
         @staticmethod
         def getDefaultArgumentParser(jobstore_as_flag: bool = False) -> argparse.ArgumentParser:
-            from flow.core.options import add_flow_options
+            """flow's options on a configargparse parser: ``--config FILE`` and ``FLOW_<OPTION>``
+            environment variables give defaults."""
+            from flow.core.options import default_argument_parser
 
-            parser = argparse.ArgumentParser()
-            add_flow_options(parser, jobstore_as_flag=jobstore_as_flag)
-            return parser
+            return default_argument_parser(jobstore_as_flag)
 
         @staticmethod
         def getDefaultOptions(jobStore: str | None = None, jobstore_as_flag: bool = False) -> argparse.Namespace:
@@ -333,7 +389,8 @@ class Job:
             return default_options(jobStore)
 
         @staticmethod
-        def addFlowOptions(parser: argparse.ArgumentParser, jobstore_as_flag: bool = False) -> None:
+        def addFlowOptions(parser: Any, jobstore_as_flag: bool = False) -> None:
+            """Add flow's options to an argparse, configargparse or optparse parser."""
             from flow.core.options import add_flow_options
 
             add_flow_options(parser, jobstore_as_flag=jobstore_as_flag)
@@ -346,6 +403,23 @@ class Job:
                 if getattr(options, "restart", False):
                     return flow.restart()
                 return flow.start(job)
+
+
+class InvalidRequirementError(JobException, ValueError):
+    """A job's memory, cores or disk is not a size or number (a ValueError, as before)."""
+
+
+def _parse_requests(name: str, memory: Any, cores: Any, disk: Any) -> tuple[int | None, float | None, int | None]:
+    for what, value in (("memory", memory), ("cores", cores), ("disk", disk)):
+        if isinstance(value, Job):
+            raise InvalidRequirementError(
+                f"job {name}: its {what} is a job ({value!r}); was the job passed to "
+                "Job.__init__ as an argument, as in super().__init__(self)? Call "
+                "super().__init__() (or Job.__init__(self)) with requirements by keyword")
+    try:
+        return parse_size(memory, "memory"), parse_cores(cores), parse_size(disk, "disk")
+    except ValueError as exc:
+        raise InvalidRequirementError(f"job {name}: {exc}") from None
 
 
 def _descendants(job: Job) -> Iterator[Job]:
@@ -397,6 +471,10 @@ def _split_resource_kwargs(fn: Callable[..., Any], kwargs: dict[str, Any]) -> di
     return resources
 
 
+#: What a job waiting for its PromisedRequirements asks for (it only adds the real job).
+_STAND_IN_RESOURCES = {"cores": 0.1, "memory": "32M", "disk": "1M"}
+
+
 class FunctionWrappingJob(Job):
     """A job that calls ``fn(*args, **kwargs)``."""
 
@@ -405,7 +483,14 @@ class FunctionWrappingJob(Job):
             raise JobException(f"expected a function, got {type(userFunction).__name__}")
         self._fn = userFunction
         resources = _split_resource_kwargs(userFunction, kwargs)
-        super().__init__(**resources)
+        #: PromisedRequirements: this job is a stand-in until they can be resolved.
+        self._promised = {k: v for k, v in resources.items() if isinstance(v, PromisedRequirement)}
+        self._resources = {k: v for k, v in resources.items() if k not in self._promised}
+        if self._promised:
+            super().__init__(**{**self._resources, **_STAND_IN_RESOURCES})
+            self._description.hidden = True
+        else:
+            super().__init__(**resources)
         self._args = args
         self._kwargs = kwargs
 
@@ -413,13 +498,25 @@ class FunctionWrappingJob(Job):
         return getattr(self._fn, "__name__", type(self).__name__)
 
     def run(self, fileStore: FileStore) -> Any:
+        if self._promised:
+            return self._run_with_promised_requirements()
         return self._fn(*self._args, **self._kwargs)
+
+    def _run_with_promised_requirements(self) -> Any:
+        """The promises are resolved now: run the function as a child with its requirements."""
+        values = {name: req.getValue() for name, req in self._promised.items()}
+        kwargs = {**self._kwargs, **self._resources, **values}
+        child = type(self)(self._fn, *self._args, **kwargs)
+        self.addChild(child)
+        return child.rv()
 
 
 class JobFunctionWrappingJob(FunctionWrappingJob):
     """A job that calls ``fn(job, *args, **kwargs)``; ``job.fileStore`` is the file store."""
 
     def run(self, fileStore: FileStore) -> Any:
+        if self._promised:
+            return self._run_with_promised_requirements()
         return self._fn(self, *self._args, **self._kwargs)
 
 
@@ -477,3 +574,14 @@ class ServiceHostJob(Job):
         finally:
             self.service.stop(self)
         return value
+
+
+def _install_error_report() -> None:
+    """flow's errors in a script (a bad requirement while building jobs, before any Flow
+    exists) print as one paragraph, not a traceback."""
+    from flow.core.logs import install_excepthook
+
+    install_excepthook()
+
+
+_install_error_report()

@@ -8,6 +8,7 @@ descriptions the scheduler needs, and carries out its instructions.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -40,6 +41,11 @@ class LeaderSettings:
     defaults: sm.Defaults
     tick_interval: float = 1.0  # --rescueJobsFrequency bounds it from above
     service_poll: float = 0.1
+    #: Toil's --doubleMem: a job that ran out of memory is retried with twice as much.
+    double_mem: bool = False
+    #: Toil's --maxServiceJobs / --maxPreemptibleServiceJobs: services beyond wait to be issued.
+    max_services: int = sys.maxsize
+    max_preemptible_services: int = sys.maxsize
 
 
 class Leader:
@@ -57,6 +63,9 @@ class Leader:
         self._next_tick = 0.0
         #: Called with the leader at each tick (the cluster scaler: flow.core.autoscale).
         self.on_tick: Callable[[Leader], None] | None = None
+        self._memory: dict[str, int] = {}  # job id -> memory of its last issue (--doubleMem)
+        self._held_services: deque[sm.Issue] = deque()  # over --maxServiceJobs, in order
+        self._services_up: dict[str, bool] = {}  # issued service job id -> preemptible
 
     # ---- the loop ---------------------------------------------------------------------------
     def load(self, root_id: str, known: Iterable[JobDescription] = (), restart: bool = False) -> None:
@@ -128,6 +137,11 @@ class Leader:
         job_id = self._job_of.pop(ended.batch_id)
         del self._batch_of[job_id]
         self._starting_services.discard(job_id)
+        self._release_service(job_id)
+        if ended.reason is ExitReason.OUT_OF_MEMORY and self.settings.double_mem and job_id in self._memory:
+            self._memory[job_id] *= 2
+            logger.warning("%s ran out of memory: a retry gets %d MiB (--doubleMem)", job_id,
+                           self._memory[job_id] // 2**20)
         descs = self._read_finished(job_id)
         for desc in descs:
             if desc.state is JobState.RAN and desc.messages:
@@ -199,16 +213,41 @@ class Leader:
             elif isinstance(ins, sm.Abort):
                 raise JobGraphDeadlockException(ins.reason)
 
+    def _service_slot_free(self, ins: sm.Issue) -> bool:
+        s = self.settings
+        preemptible = sum(self._services_up.values())
+        return len(self._services_up) < s.max_services and (
+            not ins.preemptible or preemptible < s.max_preemptible_services)
+
+    def _release_service(self, job_id: str) -> None:
+        """A service ended or was killed: issue held ones that fit now."""
+        self._held_services = deque(i for i in self._held_services if i.job_id != job_id)
+        if self._services_up.pop(job_id, None) is None:
+            return
+        for held in list(self._held_services):
+            if self._service_slot_free(held):
+                self._held_services.remove(held)
+                self._issue(held)
+
     def _issue(self, ins: sm.Issue) -> None:
+        if ins.is_service and ins.job_id not in self._services_up:
+            if not self._service_slot_free(ins):
+                self._held_services.append(ins)
+                logger.info("%s waits: %d service(s) already run (--maxServiceJobs)", ins.label,
+                            len(self._services_up))
+                return
+            self._services_up[ins.job_id] = ins.preemptible
         if ins.is_service:  # flags of an earlier attempt or run must not be taken for this one
             self.store.delete_shared(SERVICE_STARTED.format(ins.job_id))
             self.store.delete_shared(SERVICE_STOP.format(ins.job_id))
         job = BatchJob(
             job_id=ins.job_id, name=ins.label,
             call=WorkerCall(WORKER_FUNCTION, (self.store.locator, ins.job_id)),
-            cores=ins.cores, memory=ins.memory, disk=ins.disk, accelerators=ins.accelerators,
+            cores=ins.cores, memory=self._memory.get(ins.job_id, ins.memory), disk=ins.disk,
+            accelerators=ins.accelerators, accelerator_specs=ins.accelerator_specs,
             preemptible=ins.preemptible, time_limit=ins.time_limit,
         )
+        self._memory[ins.job_id] = job.memory
         try:
             batch_id = self.batch.issue(job)
         except ImpossibleRequestError as exc:
@@ -230,6 +269,7 @@ class Leader:
         self.batch.kill(batch_ids)
         for job_id in ins.job_ids:
             self._starting_services.discard(job_id)
+            self._release_service(job_id)
             logger.info("killed job %s: %s", job_id, ins.reason)
 
     def _rewrite(self, job_id: str, retries_left: int) -> None:

@@ -34,6 +34,8 @@ def parse_size(value: str | int | float | None, what: str = "size") -> int | Non
 
 
 def parse_cores(value: str | int | float | None, what: str = "cores") -> float | None:
+    """A number of cores. Whole numbers given as ints or strings stay ints, as in Toil, so that
+    ``range(job.cores)`` works in a job."""
     if value is None:
         return None
     try:
@@ -42,6 +44,10 @@ def parse_cores(value: str | int | float | None, what: str = "cores") -> float |
         raise ValueError(f"{what} must be a number, got {value!r}") from None
     if cores < 0:
         raise ValueError(f"{what} must not be negative, got {value!r}")
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, int) or (isinstance(value, str) and cores.is_integer()):
+        return int(cores)
     return cores
 
 

@@ -91,6 +91,7 @@ class Issue:
     preemptible: bool
     time_limit: float | None
     is_service: bool
+    accelerator_specs: tuple[dict[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class JobRecord:
         "status", "stored_ran", "retries_left", "lost_reissues", "preds_needed", "preds_arrived",
         "parents", "children", "follow_ons", "services", "phase", "outstanding", "phase_failed",
         "services_pending", "services_alive", "owner", "reason", "stop_sent", "service_parent",
+        "accelerator_specs",
     )
 
     def __init__(self, desc: JobDescription, defaults: Defaults) -> None:
@@ -184,6 +186,7 @@ class JobRecord:
             desc.accelerators,
             desc.preemptible,
         )
+        self.accelerator_specs = tuple(desc.accelerator_specs)
         limits = [t for t in (desc.time_limit, defaults.max_job_duration) if t is not None]
         self.time_limit = min(limits) if limits else None
         self.status = Status.WAITING
@@ -407,7 +410,7 @@ class Scheduler:
             cores, memory, disk, accelerators, preemptible = rec.requests
             self._out.append(Issue(
                 rec.job_id, rec.label, cores, memory, disk, accelerators, preemptible,
-                rec.time_limit, rec.is_service,
+                rec.time_limit, rec.is_service, rec.accelerator_specs,
             ))
 
     def _ran(self, rec: JobRecord) -> None:

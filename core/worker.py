@@ -12,8 +12,11 @@ import contextlib
 import logging
 import os
 import pickle
+import random
 import resource
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Iterator
@@ -24,17 +27,18 @@ import dill
 
 import flow.batchsystems
 import flow.jobstores
-from flow.core import promise, records
+from flow.core import deferred, promise, records, scriptref
 from flow.core.description import INLINE_LIMIT, JobDescription, JobState
 from flow.core.exceptions import FlowError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
+from flow.core.requirements import accelerator_count
 from flow.jobstores.abstract import JobStore, JobStoreError
 from flow.jobstores.registry import open_job_store
 
 logger = logging.getLogger(__name__)
 
-LOG_TAIL_BYTES = 64 * 1024
+LOG_TAIL_BYTES = 64_000  # Toil's --maxLogFileSize default
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,15 @@ class WorkerConfig:
     default_memory: int = 2 * 1024**3
     default_disk: int = 2 * 1024**3
     chaining: bool = True
+    #: Toil's options (README, "Porting from Toil").
+    keep_all_logs: bool = False  # --writeLogsFromAllJobs
+    max_log_size: int = LOG_TAIL_BYTES  # --maxLogFileSize (0: all, negative: the head)
+    coordination_dir: str | None = None  # --coordinationDir
+    clean_work_dir: str = "always"  # --cleanWorkDir
+    bad_worker: float = 0.0  # --badWorker
+    bad_worker_interval: float = 0.01  # --badWorkerFailInterval
+    default_preemptible: bool = False  # --defaultPreemptible
+    default_accelerators: tuple[tuple[tuple[str, Any], ...], ...] = ()  # --defaultAccelerators
 
     def dumps(self) -> bytes:
         return pickle.dumps(self)
@@ -76,6 +89,7 @@ def _open(locator: str) -> tuple[JobStore, WorkerConfig]:
 def run_job(locator: str, job_id: str) -> int:
     """Run job ``job_id`` and any successors it can chain into. 0 if all committed."""
     store, config = _open(locator)
+    _arm_bad_worker(config)
     current: str | None = job_id
     while current is not None:
         desc = records.load_description(store, current)
@@ -99,16 +113,25 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
             return False, None
         _made_dirs.add(temp_root)
     file_store = FileStore(store, desc.job_id, temp_root)
-    log_path = os.path.join(temp_root, f"worker-{os.getpid()}.log")
+    log_path = os.path.join(config.coordination_dir or temp_root, f"worker-{os.getpid()}.log")
+    defer_dir = os.path.join(config.coordination_dir or temp_root, "deferred")
+    deferred.run_orphans(defer_dir)  # what workers killed earlier (kill -9) left to call
     usage = _Usage(config.stats)
+    ok = False
     try:
         with _captured_output(log_path):
             try:
                 job = _load_job(store, desc)
                 job._fileStore = file_store
-                value = job.run(file_store)
+                job._resource_defaults = (config.default_cores, config.default_memory, config.default_disk)  # type: ignore[attr-defined]
+                job._defer_dir = defer_dir  # type: ignore[attr-defined]
+                try:
+                    value = job.run(file_store)
+                finally:
+                    job._run_deferred()
                 file_store.check_read_files()
                 nxt = _commit(store, config, job, value, file_store)
+                ok = True
             except BaseException as exc:
                 _print_traceback(exc)
                 raise
@@ -116,13 +139,15 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
         if isinstance(exc, KeyboardInterrupt):
             raise
         try:
-            _save_log(store, desc.job_id, log_path, exc)
+            _save_log(store, desc.job_id, log_path, exc, config.max_log_size)
         except JobStoreError as err:  # the store itself failing (full disk): say so in one line
             print(f"flow: job {desc.label} ({desc.job_id}) failed, and its log could not be "
                   f"saved: {err}", file=sys.stderr)
         return False, None
     finally:
-        file_store.close()
+        _finish_scratch(file_store, config, desc, ok)
+    if config.keep_all_logs:  # --writeLogsFromAllJobs: a successful job's log is kept too
+        _save_log(store, desc.job_id, log_path, None, config.max_log_size)
     if config.stats:
         store.append_stats(pickle.dumps(usage.record(desc)))
     return True, nxt
@@ -164,14 +189,16 @@ def _load_job(store: JobStore, desc: JobDescription) -> Job:
 def _commit(store: JobStore, config: WorkerConfig, job: Job, value: Any, file_store: FileStore) -> str | None:
     """Write what the job created, then the job's RAN record (the commit point)."""
     desc = job._description
+    if file_store.cleanup_ids:
+        _schedule_cleanup(job, file_store.cleanup_ids)
     new_jobs = collect_new_jobs(job)
     if new_jobs:
         job.checkJobGraphAcylic()
-    new_descs = write_new_jobs(store, new_jobs)
+    new_descs = write_new_jobs(store, new_jobs, config)
     if desc.has_promises and isinstance(value, promise.Promise):
         desc.result_promise = (value.job_id, value.path)
     elif desc.has_promises:
-        result = dill.dumps(value, recurse=True)
+        result = scriptref.dumps(value)
         if len(result) <= INLINE_LIMIT:
             desc.result = result
         else:
@@ -186,6 +213,38 @@ def _commit(store: JobStore, config: WorkerConfig, job: Job, value: Any, file_st
     store.write_job(desc.job_id, desc.dumps())
     file_store.commit()
     return desc.chained_to
+
+
+class DeleteFiles(Job):
+    """Deletes global files written with ``cleanup=True`` (hidden)."""
+
+    hidden = True
+
+    def __init__(self, file_ids: list[str]) -> None:
+        super().__init__(cores=0, memory=0, disk=0)
+        self.file_ids = list(file_ids)
+
+    def run(self, fileStore: FileStore) -> None:
+        for file_id in self.file_ids:
+            if fileStore.globalFileExists(file_id):
+                fileStore.deleteGlobalFile(file_id)
+
+
+def _schedule_cleanup(job: Job, file_ids: list[str]) -> None:
+    """Toil's ``cleanup=True``: the files go when the job and its successors are done. The
+    successors the job added while running move under one hidden child, and a hidden follow-on
+    deletes the files: follow-ons run after the whole subtree of the children. (Follow-ons the
+    job had before it ran may still be running then: they were stored before it ran.)"""
+    holder = Job(cores=0, memory=0, disk=0)
+    holder._description.hidden = True
+    for successors, add in ((job._children, holder.addChild), (job._follow_ons, holder.addFollowOn)):
+        for successor in list(successors):
+            successor._predecessors.remove(job)
+            add(successor)
+        successors.clear()
+    if holder._children or holder._follow_ons:
+        job.addChild(holder)
+    job.addFollowOn(DeleteFiles(file_ids))
 
 
 def collect_new_jobs(job: Job) -> list[Job]:
@@ -203,11 +262,13 @@ def collect_new_jobs(job: Job) -> list[Job]:
     return order
 
 
-def write_new_jobs(store: JobStore, jobs: Iterable[Job]) -> list[JobDescription]:
+def write_new_jobs(store: JobStore, jobs: Iterable[Job], config: WorkerConfig | None = None) -> list[JobDescription]:
     """Write bodies, then descriptions, of new jobs. Returns their descriptions."""
     descs = []
     for job in jobs:
         desc = job._description
+        if config is not None:
+            _apply_defaults(job, desc, config)
         desc.children = [j.jobStoreID for j in job._children]
         desc.follow_ons = [j.jobStoreID for j in job._follow_ons]
         desc.services = [j.jobStoreID for j in job._services]
@@ -215,7 +276,7 @@ def write_new_jobs(store: JobStore, jobs: Iterable[Job]) -> list[JobDescription]
         desc.static_follow_ons = list(desc.follow_ons)
         desc.static_services = list(desc.services)
         desc.predecessors = max(1, len(job._predecessors))
-        body = dill.dumps(job, recurse=True)
+        body = scriptref.dumps(job)
         if len(body) <= INLINE_LIMIT:
             desc.body = body
         else:
@@ -224,6 +285,16 @@ def write_new_jobs(store: JobStore, jobs: Iterable[Job]) -> list[JobDescription]
     for desc in descs:
         store.write_job(desc.job_id, desc.dumps())
     return descs
+
+
+def _apply_defaults(job: Job, desc: JobDescription, config: WorkerConfig) -> None:
+    """--defaultPreemptible and --defaultAccelerators for jobs that do not say."""
+    given = job.__dict__.get("_given", frozenset())
+    if config.default_preemptible and "preemptible" not in given:
+        desc.preemptible = True
+    if config.default_accelerators and "accelerators" not in given:
+        desc.accelerator_specs = [dict(spec) for spec in config.default_accelerators]
+        desc.accelerators = accelerator_count(desc.accelerator_specs)
 
 
 def _chain_target(
@@ -293,17 +364,40 @@ def _print_traceback(exc: BaseException) -> None:
     print("".join(report.format()), end="", file=sys.stderr)
 
 
-def _save_log(store: JobStore, job_id: str, log_path: str, exc: BaseException) -> None:
+def _save_log(store: JobStore, job_id: str, log_path: str, exc: BaseException | None,
+              limit: int = LOG_TAIL_BYTES) -> None:
+    """Store the job's log: its last ``limit`` bytes (all if 0, the first -limit if negative)."""
     try:
         with open(log_path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - LOG_TAIL_BYTES))
-            tail = handle.read()
+            if limit > 0:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - limit))
+            tail = handle.read(-limit if limit < 0 else -1)
     except OSError:
         tail = b""
-    if not tail.strip():
+    if not tail.strip() and exc is not None:
         tail = "".join(traceback.format_exception(exc)).encode()
     store.write_log(job_id, tail)
+
+
+def _finish_scratch(file_store: FileStore, config: WorkerConfig, desc: JobDescription, ok: bool) -> None:
+    """--cleanWorkDir: remove the job's scratch directory, or move it to --workDir and say so."""
+    policy = config.clean_work_dir
+    keep = policy == "never" or (policy == "onSuccess" and not ok) or (policy == "onError" and ok)
+    if keep:
+        kept = file_store.keep_scratch(os.path.join(config.work_dir, f"flow-kept-{desc.job_id}"))
+        if kept:
+            logger.warning("kept the scratch directory of %s at %s (--cleanWorkDir %s)", desc.label, kept, policy)
+    file_store.close()
+
+
+def _arm_bad_worker(config: WorkerConfig) -> None:
+    """--badWorker: for testing, SIGKILL this worker soon after a fraction of job starts."""
+    if config.bad_worker > 0 and random.random() < config.bad_worker:
+        delay = random.uniform(0, max(0.0, config.bad_worker_interval))
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
 
 
 class _Usage:

@@ -1,0 +1,1 @@
+"""Toil's ``toil.lib`` helpers that workflow scripts import, under ``flow.lib``."""
