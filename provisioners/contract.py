@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -115,8 +115,15 @@ class Provisioner(abc.ABC):
 
     name: ClassVar[str] = ""
 
+    #: The batch systems (by name) this provisioner's nodes serve; empty: any.
+    batch_systems: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, config: ProvisionerConfig) -> None:
         self.config = config
+        #: Set by the scaler: a provisioner that names its nodes before it starts them calls it
+        #: with (node type name, node ids) first, so that the job store holds them before they
+        #: exist (a kill -9 of the leader mid-launch then leaves nothing ``flow clean`` misses).
+        self.before_launch: Callable[[str, list[str]], None] | None = None
 
     def node_types(self) -> list[NodeType]:
         """The node types this provisioner offers for the run (by default, those configured)."""
