@@ -115,7 +115,8 @@ class SlurmProvisioner(Provisioner):
     def settings(cls, options: Mapping[str, object]) -> dict[str, str]:
         check_template("--nodeLaunchCommand", options.get("nodeLaunchCommand"), LAUNCH_FIELDS)
         check_template("--nodeTerminateCommand", options.get("nodeTerminateCommand"), TERMINATE_FIELDS)
-        timeout = float(str(options.get("nodeRegisterTimeout") or 600))
+        given = options.get("nodeRegisterTimeout")
+        timeout = 600.0 if given is None else float(str(given))
         if timeout <= 0:
             raise ScalerConfigError(f"--nodeRegisterTimeout {timeout:g} must be more than 0 seconds")
         return {"launch": str(options["nodeLaunchCommand"]), "terminate": str(options["nodeTerminateCommand"]),
