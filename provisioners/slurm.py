@@ -177,6 +177,9 @@ class SlurmProvisioner(Provisioner):
                 continue
             out.append(Node(name, self._type_of(node, booting), NodeState.READY, False,
                             self._launched_at.setdefault(name, now)))
+        # Launched, listed once and not any more (removed by someone else, or Slurm lost it):
+        # its machine may still run, so it is terminated all the same.
+        lost += [name for name in self._launched_at if name not in known and name not in self._booting]
         for name, (type_name, since) in list(self._booting.items()):
             if name in known:
                 continue
@@ -225,6 +228,7 @@ class SlurmProvisioner(Provisioner):
         known = _read() if known is None else known
         for name in names:
             self._booting.pop(name, None)
+            self._launched_at.pop(name, None)
             if name in known:
                 done = run_command(delete_command(name))
                 if not done.ok and "invalid node name" not in done.words.lower():

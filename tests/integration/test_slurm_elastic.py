@@ -26,7 +26,7 @@ import pytest
 from flow.core import records
 from flow.jobstores.registry import open_job_store
 from tests.contract.test_batchsystem import ELASTIC_NODES, LOCAL_SLURM, require_slurm
-from tests.integration.test_slurm import CWL_WORKFLOW, WC_TOOL
+from tests.integration.test_slurm import write_cwl_workflow
 
 ADD, REMOVE = LOCAL_SLURM / "add-local-node", LOCAL_SLURM / "remove-local-node"
 OUR_NODE = re.compile(r"^f[a-p]{8}\d{1,2}$")  # flow.provisioners.slurm's node names
@@ -290,13 +290,7 @@ def test_a_node_lost_mid_job_is_replaced_and_the_job_retried(tmp_path: Path) -> 
 
 def test_flow_cwl_with_the_slurm_provisioner(tmp_path: Path) -> None:
     pytest.importorskip("cwltool")
-    (tmp_path / "wc.cwl").write_text(textwrap.dedent(WC_TOOL))
-    (tmp_path / "wf.cwl").write_text(textwrap.dedent(CWL_WORKFLOW))
-    files = []
-    for i in range(3):
-        (tmp_path / f"in{i}.txt").write_text("line\n" * (i + 1))
-        files.append({"class": "File", "location": f"in{i}.txt"})
-    (tmp_path / "job.json").write_text(json.dumps({"files": files}))
+    write_cwl_workflow(tmp_path)
     command = [sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress", "--clean", "never",
                "--jobStore", str(tmp_path / "js"), "--workDir", str(tmp_path / "work"), *elastic_options(),
                "wf.cwl", "job.json"]
