@@ -250,7 +250,8 @@ def test_kill_9_then_restart_resumes_and_ends_with_no_node(tmp_path: Path) -> No
     assert live_nodes_of(prefix) == []
 
 
-def test_kill_9_then_flow_clean_removes_every_node(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["clean", "kill"])
+def test_kill_9_then_flow_clean_or_kill_removes_every_node(tmp_path: Path, command: str) -> None:
     process = start(tmp_path, "--jobs", "6", "--seconds", "30", *elastic_options())
     try:
         prefix = kill_when_nodes_run(process, tmp_path / "js")
@@ -259,9 +260,9 @@ def test_kill_9_then_flow_clean_removes_every_node(tmp_path: Path) -> None:
         process.wait()
     left = live_nodes_of(prefix)
     assert left, "the killed leader left no node to clean up"
-    cleaned = flow("clean", str(tmp_path / "js"))
-    assert cleaned.returncode == 0, cleaned.stderr
-    assert "Terminated the" in cleaned.stdout, cleaned.stdout
+    done = flow(command, str(tmp_path / "js"))
+    assert done.returncode == 0, done.stderr
+    assert "Terminated the" in done.stdout, done.stdout
     assert live_nodes_of(prefix) == []
 
 
