@@ -301,3 +301,20 @@ def test_flow_cwl_with_the_slurm_provisioner(tmp_path: Path) -> None:
     nodes = recorded_nodes(tmp_path / "js")
     assert nodes, "no node was launched"
     assert live_nodes_of(run_prefix(tmp_path / "js")) == []
+
+
+def test_a_node_that_never_registers_is_terminated_and_the_run_goes_on(tmp_path: Path) -> None:
+    """The first launch "succeeds" without starting anything; later ones start real nodes."""
+    mark = tmp_path / "first-launch"
+    launch = ("sh -c 'if [ ! -e \"$0\" ]; then echo \"$1\" > \"$0\"; exit 0; fi; exec \"$5\" \"$1\" \"$2\" \"$3\" \"$4\"' "
+              f"{mark} {{name}} {{cores}} {{memory_mb}} {{features}} {ADD}")
+    options = elastic_options(max_nodes="1")
+    options[options.index("--nodeLaunchCommand") + 1] = launch
+    options[options.index("--nodeRegisterTimeout") + 1] = "3"
+    done = finish(start(tmp_path, "--jobs", "2", "--logLevel", "INFO", *options))
+    assert f"ANSWER {0 + 1}" in done, done[-2000:]
+    phantom = mark.read_text().strip()
+    assert re.search(rf"node {phantom} was launched \d+ s ago and never registered with Slurm", done), done[-3000:]
+    nodes = recorded_nodes(tmp_path / "js")
+    assert phantom in {n["id"] for n in nodes} and len(nodes) >= 2, nodes
+    assert live_nodes_of(run_prefix(tmp_path / "js")) == []
