@@ -11,11 +11,11 @@ leader ``flow clean`` and ``--restart`` find what it left with :meth:`Provisione
 (the same pattern as a batch system's ``cancel_run``); the ids of each launch are recorded as
 soon as it returns, and passed to ``cleanup_run`` too.
 
-A site provisioner (the next one: elastic Slurm) maps these methods to the site's commands:
-``add_nodes`` resumes or creates nodes of a type (a partition or feature) and returns their
+A site provisioner (:mod:`flow.provisioners.slurm`, elastic Slurm) maps these methods to the
+site's commands: ``add_nodes`` creates nodes of a type (with its features) and returns their
 names, ``nodes`` reads their state (booting until the scheduler reports them up),
-``terminate_nodes`` suspends or powers them down; the batch system's ``ignoreNode`` drains a
-node (``scontrol update nodename=X state=DRAIN``) before the scaler terminates it, and
+``terminate_nodes`` drains, deletes and powers them down; the batch system's ``ignoreNode``
+drains a node (``scontrol update nodename=X state=DRAIN``) before the scaler terminates it, and
 ``nodeInUse`` says whether jobs still run there.
 """
 
