@@ -42,10 +42,10 @@ from flow.batchsystems.abstract import (
 from flow.batchsystems.hpc import (
     CommandError,
     CompletedCommand,
-    HPCBatchSystem,
     JobStatus,
     Phase,
 )
+from flow.batchsystems.slurm_nodes import ScalableSlurm
 
 #: Extra sbatch arguments for every job, as Toil's TOIL_SLURM_ARGS (before --slurmArgs).
 ARGS_VARIABLE = "FLOW_SLURM_ARGS"
@@ -282,8 +282,9 @@ def parse_tagged(done: CompletedCommand, tag: str) -> list[str]:
     return found
 
 
-class SlurmBatchSystem(HPCBatchSystem):
-    """Runs worker calls as Slurm jobs (see the module docstring)."""
+class SlurmBatchSystem(ScalableSlurm):
+    """Runs worker calls as Slurm jobs (see the module docstring); its nodes and the autoscaled
+    run's constraint: :mod:`flow.batchsystems.slurm_nodes`."""
 
     name = "slurm"
     scheduler = "Slurm"
@@ -303,7 +304,7 @@ class SlurmBatchSystem(HPCBatchSystem):
 
     def submit_command(self, job: BatchJob, output: str) -> list[str]:
         preemptible = self.config.extra.get("slurmPreemptiblePartition")
-        return sbatch_command(job, output, self.tag, self.partition, self.user_args,
+        return sbatch_command(job, output, self.tag, self.partition, [*self.elastic_args(), *self.user_args],
                               str(preemptible) if preemptible else None)
 
     def parse_submit(self, done: CompletedCommand, job: BatchJob) -> str:

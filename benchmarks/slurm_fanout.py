@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 0:
         parser.error("N must be >= 0")
     if os.geteuid() == 0 and START_SLURM.exists():
-        subprocess.run([str(START_SLURM)], check=True, capture_output=True, timeout=900)
+        env = {**os.environ, "LOCAL_SLURM_ELASTIC": os.environ.get("LOCAL_SLURM_ELASTIC", "4")}  # as the tests
+        subprocess.run([str(START_SLURM)], check=True, capture_output=True, timeout=900, env=env)
     expected = args.n * (args.n - 1) // 2
     figure("n", args.n, "jobs")
     if not args.slurmOnly:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import pickle
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -46,7 +47,12 @@ def check_options(options: argparse.Namespace) -> None:
     if getattr(options, "provisioner", None):
         try:
             scaler_params(vars(options))
-            provisioner_class(str(options.provisioner))
+            cls = provisioner_class(str(options.provisioner))
+            cls.settings(vars(options))
+            batch = str(getattr(options, "batchSystem", "") or "")
+            if cls.batch_systems and batch.lower() not in cls.batch_systems:
+                raise ScalerConfigError(f"--provisioner {cls.name} starts nodes for --batchSystem "
+                                        f"{' or '.join(cls.batch_systems)}, not {batch or 'the default'}")
         except ScalerConfigError as exc:
             raise FlowError(str(exc)) from None
         except KeyError as exc:
@@ -72,30 +78,51 @@ class Autoscaling:
         self.cores = {t.name: t.shape.cores for t in scaler_params(vars(options))[1]}
         self._next = 0.0
         self._running_since: dict[str, tuple[str, float]] = {}  # job id -> (name, start)
+        self._round: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._finished: list[tuple[str, float]] = []  # (name, seconds) for the next round
+        self._error: str | None = None
 
     def on_tick(self, leader: IssuedJobs) -> None:
-        """Called from the leader's loop; runs a scaler round every --scaleInterval seconds."""
+        """Called from the leader's loop; starts a scaler round every --scaleInterval seconds.
+
+        The round runs on a thread of its own: a site's launch or terminate command may take
+        minutes, and the leader keeps issuing and collecting jobs meanwhile. One round at a time.
+        """
+        if self._error is not None:  # a job no node type can take
+            raise FlowError(self._error)
         now = time.monotonic()
         issued = leader.issued_jobs()
         self._learn_runtimes(issued, now)
-        if now < self._next:
+        if now < self._next or (self._round is not None and self._round.is_alive()):
             return
         self._next = now + self.interval
         work = [WorkItem(name, Shape(0.0, memory, cores, disk, preemptible), running_for, service)
                 for _, name, (cores, memory, disk, _acc, preemptible), running_for, service in issued]
+        self._round = threading.Thread(target=self._run_round, args=(work,), name="flow-scaler", daemon=True)
+        self._round.start()
+
+    def _run_round(self, work: list[WorkItem]) -> None:
+        with self._lock:
+            finished, self._finished = self._finished, []
+        for name, seconds in finished:
+            self.scaler.job_finished(name, seconds)
         try:
             self.scaler.tick(work)
+            self._note_nodes()
         except ProvisionerError as exc:
             logger.warning("the cluster scaler could not act this round: %s", exc)
-        except ValueError as exc:  # a job no node type can take
-            raise FlowError(str(exc)) from None
-        self._note_nodes()
+        except ValueError as exc:  # a job no node type can take: the leader fails the run
+            self._error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. the batch system's node commands failing
+            logger.warning("the cluster scaler could not act this round: %s", exc)
 
     def _learn_runtimes(self, issued: list[Any], now: float) -> None:
         running = {job_id for job_id, _, _, secs, _ in issued if secs is not None}
         for job_id, (name, start) in list(self._running_since.items()):
             if job_id not in running:  # ended since the last tick (a failure teaches the same)
-                self.scaler.job_finished(name, now - start)
+                with self._lock:
+                    self._finished.append((name, now - start))
                 del self._running_since[job_id]
         for job_id, name, _, secs, service in issued:
             if secs is not None and not service and job_id not in self._running_since:
@@ -104,9 +131,11 @@ class Autoscaling:
     def _journal(self, event: str, details: Mapping[str, object]) -> None:
         """The scaler's launches and terminations, into the job store at once."""
         now, nodes = time.time(), details.get("nodes")
-        if event == "launched" and isinstance(nodes, list):
+        if event in ("launching", "launched") and isinstance(nodes, list):
             node_type = str(details.get("node_type"))
             for node_id in nodes:
+                if event == "launched" and str(node_id) in self.nodes:
+                    continue  # recorded when its launch began
                 self.nodes[str(node_id)] = {"id": str(node_id), "type": node_type, "launched": now,
                                             "ended": None, "cores": self.cores.get(node_type, 0.0)}
         elif event == "terminate" and isinstance(nodes, list):
@@ -135,6 +164,8 @@ class Autoscaling:
 
     def shutdown(self) -> None:
         """Terminate every node of the run (normal end, failure, Ctrl-C)."""
+        if self._round is not None:
+            self._round.join()  # a launch in flight ends first: its nodes are terminated too
         try:
             gone = self.scaler.shutdown()
         except ProvisionerError as exc:

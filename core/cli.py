@@ -332,7 +332,7 @@ def cmd_kill(args: argparse.Namespace) -> int:
         print(f"The workflow in {store.locator} is not running (status: {status or 'not started'}); nothing to kill.")
         return 0
     if leader.alive is False:
-        cancelled = _cancel_leftovers(store)
+        cancelled = _cancel_leftovers(store) + terminate_leftover_nodes(store)
         print(f"The workflow in {store.locator} is not running: its {leader.describe()} "
               f"(it crashed or was killed).{cancelled} Resume it with --restart or delete it with "
               "'flow clean'.")

@@ -142,7 +142,7 @@ def add_autoscaling_options(parser: argparse.ArgumentParser) -> None:
     """Toil's cluster-scaler options (checked when the run starts, by flow.core.autoscale)."""
     scale = parser.add_argument_group("autoscaling options (--provisioner)")
     scale.add_argument("--provisioner", default=None,
-                       help="grow and shrink the cluster with this provisioner (directory); default: none")
+                       help="grow and shrink the cluster with this provisioner (directory, slurm); default: none")
     scale.add_argument("--nodeTypes", default=None,
                        help="node types to use, comma-separated, each NAME:CORES/MEMORY[/DISK][:preemptible]"
                             "[:cost=PRICE], e.g. small:2/8G/100G,big:16/64G:preemptible")
@@ -157,6 +157,14 @@ def add_autoscaling_options(parser: argparse.ArgumentParser) -> None:
     scale.add_argument("--scaleInterval", type=float, default=60.0, help="seconds between scaler rounds (60)")
     scale.add_argument("--preemptibleCompensation", type=float, default=0.0,
                        help="0 to 1: non-preemptible nodes to buy per preemptible node that cannot be had (0)")
+    scale.add_argument("--nodeLaunchCommand", default=None,
+                       help="--provisioner slurm: the site command that starts a node, a template with {name} {cores} "
+                            "{memory_mb} {disk_mb} {features} {type} {run}, e.g. 'add-node {name} {cores} {memory_mb} {features}'")
+    scale.add_argument("--nodeTerminateCommand", default=None,
+                       help="--provisioner slurm: the site command that removes a node, a template with {name} {run}")
+    scale.add_argument("--nodeRegisterTimeout", type=float, default=600.0,
+                       help="--provisioner slurm: seconds a launched node may take to register with Slurm before it is "
+                            "terminated (600)")
 
 
 def default_options(job_store: str | None = None) -> argparse.Namespace:

@@ -11,11 +11,11 @@ leader ``flow clean`` and ``--restart`` find what it left with :meth:`Provisione
 (the same pattern as a batch system's ``cancel_run``); the ids of each launch are recorded as
 soon as it returns, and passed to ``cleanup_run`` too.
 
-A site provisioner (the next one: elastic Slurm) maps these methods to the site's commands:
-``add_nodes`` resumes or creates nodes of a type (a partition or feature) and returns their
+A site provisioner (:mod:`flow.provisioners.slurm`, elastic Slurm) maps these methods to the
+site's commands: ``add_nodes`` creates nodes of a type (with its features) and returns their
 names, ``nodes`` reads their state (booting until the scheduler reports them up),
-``terminate_nodes`` suspends or powers them down; the batch system's ``ignoreNode`` drains a
-node (``scontrol update nodename=X state=DRAIN``) before the scaler terminates it, and
+``terminate_nodes`` drains, deletes and powers them down; the batch system's ``ignoreNode``
+drains a node (``scontrol update nodename=X state=DRAIN``) before the scaler terminates it, and
 ``nodeInUse`` says whether jobs still run there.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -115,8 +115,15 @@ class Provisioner(abc.ABC):
 
     name: ClassVar[str] = ""
 
+    #: The batch systems (by name) this provisioner's nodes serve; empty: any.
+    batch_systems: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, config: ProvisionerConfig) -> None:
         self.config = config
+        #: Set by the scaler: a provisioner that names its nodes before it starts them calls it
+        #: with (node type name, node ids) first, so that the job store holds them before they
+        #: exist (a kill -9 of the leader mid-launch then leaves nothing ``flow clean`` misses).
+        self.before_launch: Callable[[str, list[str]], None] | None = None
 
     def node_types(self) -> list[NodeType]:
         """The node types this provisioner offers for the run (by default, those configured)."""

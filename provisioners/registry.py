@@ -20,6 +20,7 @@ from flow.provisioners.simulated import SimResult, simulate
 
 _PROVISIONERS: dict[str, str] = {
     "directory": "flow.provisioners.directory:DirectoryProvisioner",
+    "slurm": "flow.provisioners.slurm:SlurmProvisioner",
 }
 
 

@@ -23,8 +23,10 @@ from flow.provisioners.shape import NodeType, Shape
 logger = logging.getLogger("flow.scaler")
 
 #: journal(event, details): called before every launch ("launch": node_type, count), with the
-#: ids as soon as it returns ("launched": node_type, nodes) and after every termination
-#: ("terminate": nodes); the core keeps it in the job store so that nodes are found after a crash.
+#: ids before they are started by a provisioner that names its nodes first ("launching":
+#: node_type, nodes), with the ids as soon as the launch returns ("launched": node_type, nodes)
+#: and after every termination ("terminate": nodes); the core keeps it in the job store so that
+#: nodes are found after a crash.
 Journal = Callable[[str, Mapping[str, object]], None]
 
 
@@ -64,6 +66,8 @@ class ClusterScaler(Scaler):
         self.node_types = provisioner.node_types()
         self.history = history or RuntimeHistory()
         self.journal = journal
+        if journal is not None:
+            provisioner.before_launch = lambda type_name, ids: journal("launching", {"node_type": type_name, "nodes": ids})
         self.target: dict[str, int] = {}
         self.draining: set[str] = set()  # node ids
         self._any_running = False

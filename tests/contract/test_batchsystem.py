@@ -46,6 +46,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_SLURM = REPO_ROOT.parent / "shared" / "slurm"
 MiB = 1024**2
 GiB = 1024**3
+#: Dynamic nodes the local test cluster accepts (tests/integration/test_slurm_elastic.py).
+ELASTIC_NODES = "4"
 
 MakeBatchSystem = Callable[..., BatchSystem]
 
@@ -62,7 +64,10 @@ def slurm_unavailable() -> str | None:
     start = LOCAL_SLURM / "start-local-slurm"
     if os.geteuid() == 0 and start.exists():
         try:
-            started = subprocess.run([str(start)], capture_output=True, text=True, timeout=900)
+            # Elastic mode (a superset of plain mode: partition "local" as before, plus up to
+            # ELASTIC_NODES dynamic nodes in "elastic"), so that no test run switches it back.
+            env = {**os.environ, "LOCAL_SLURM_ELASTIC": os.environ.get("LOCAL_SLURM_ELASTIC", ELASTIC_NODES)}
+            started = subprocess.run([str(start)], capture_output=True, text=True, timeout=900, env=env)
         except subprocess.TimeoutExpired:
             return f"{start} did not finish within 900 s"
         if started.returncode != 0:

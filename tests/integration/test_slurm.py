@@ -294,8 +294,8 @@ steps:
 
 
 @pytest.mark.slow
-def test_cwl_workflow(tmp_path: Path) -> None:
-    pytest.importorskip("cwltool")
+def write_cwl_workflow(tmp_path: Path) -> None:
+    """wf.cwl (wc -l scattered over three files of 1, 2 and 3 lines) and its job.json."""
     (tmp_path / "wc.cwl").write_text(textwrap.dedent(WC_TOOL))
     (tmp_path / "wf.cwl").write_text(textwrap.dedent(CWL_WORKFLOW))
     files = []
@@ -303,6 +303,11 @@ def test_cwl_workflow(tmp_path: Path) -> None:
         (tmp_path / f"in{i}.txt").write_text("line\n" * (i + 1))
         files.append({"class": "File", "location": f"in{i}.txt"})
     (tmp_path / "job.json").write_text(json.dumps({"files": files}))
+
+
+def test_cwl_workflow(tmp_path: Path) -> None:
+    pytest.importorskip("cwltool")
+    write_cwl_workflow(tmp_path)
     command = [
         sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress",
         "--batchSystem", "slurm", "--jobStore", str(tmp_path / "js"),
