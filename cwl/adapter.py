@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -283,6 +283,12 @@ def _input_vocab() -> Any:
     return INPUT_OBJ_VOCAB
 
 
+def secret_inputs(process: Any) -> list[str]:
+    """The top-level inputs the process's ``cwltool:Secrets`` names (cwltool hides only those)."""
+    requirement, _ = process.get_requirement("http://commonwl.org/cwltool#Secrets")
+    return [shortname(name) for name in (requirement or {}).get("secrets", [])]
+
+
 def check_requirements(process: Any, settings: RunSettings) -> None:
     """Fail early (exit 33) on a required container when tools run on the host."""
     if settings.container is not None:
@@ -326,16 +332,136 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
         roots = [work_dir] + [os.path.dirname(p) for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
         ctx.path_mapper, ctx.make_fs_access = _contained_output_checks(
             tuple({os.path.abspath(r) for r in roots} | {os.path.realpath(r) for r in roots}))
+    refused: list[str] = []
+    if settings.container is None:
+        ctx.path_mapper, ctx.make_fs_access = _host_output_checks(tool_roots(work_dir, settings), refused)
+    ctx.secret_store = secret_store()
     os.makedirs(ctx.outdir, exist_ok=True)
     try:
         outputs, status = SingleJobExecutor().execute(process, inputs, ctx, logger=logging.getLogger("cwltool"))
     except UnsupportedRequirement as exc:
         raise CWLUnsupportedError(str(exc)) from None
     except WorkflowException as exc:
+        _check_refused(process, refused)
         raise CWLToolError(f"{process.tool.get('id')}: {_short(exc)}") from None
+    _check_refused(process, refused)
     if status != "success" or outputs is None:
         raise CWLToolError(f"{process.tool.get('id')} finished with status {status}")
     return cast(dict[str, Any], outputs)
+
+
+def tool_roots(work_dir: str, settings: RunSettings) -> tuple[str, ...]:
+    """The real paths a tool's outputs may lie under: the job's directory and cwltool's
+    directories under the user's ``--tmpdir-prefix`` / ``--tmp-outdir-prefix`` (prefixes of
+    names, as cwltool makes them with mkdtemp)."""
+    prefixes = [p for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
+    real = [os.path.join(os.path.realpath(os.path.dirname(p) or "."), os.path.basename(p)) for p in prefixes]
+    return (os.path.realpath(work_dir) + os.sep, *real)
+
+
+def outside_roots(path: str, roots: tuple[str, ...]) -> str | None:
+    """The real path ``path`` resolves to when that is outside ``roots`` (see tool_roots), else None."""
+    real = os.path.realpath(path)
+    if any((real + os.sep).startswith(root) if root.endswith(os.sep) else real.startswith(root) for root in roots):
+        return None
+    return real
+
+
+def _check_refused(process: Any, globs: list[str]) -> None:
+    """Fail naming the outputs whose glob matched something outside the tool's directories."""
+    if not globs:
+        return
+    names = []
+    for pattern in dict.fromkeys(globs):
+        ports = [shortname(port["id"]) for port in process.tool["outputs"]
+                 if pattern in _as_list((port.get("outputBinding") or {}).get("glob"))]
+        names.append(f"output {', '.join(repr(p) for p in ports)} (glob {pattern!r})" if ports else f"glob {pattern!r}")
+    raise CWLToolError(f"{process.tool.get('id')}: {'; '.join(names)} matched a path outside the "
+                       "tool's directories: refused (see 'Path safety' in the README)")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _outside_message(path: str, real: str) -> str:
+    return (f"{path} resolves to {real}, outside the tool's directories: flow does not collect an "
+            "output from elsewhere on the host (see 'Path safety' in the README)")
+
+
+def _recording_path_mapper() -> tuple[Any, list[Any]]:
+    """cwltool's PathMapper class, recording the instances that staged the tool's inputs (not
+    the one relocateOutputs makes for the outputs, with an empty base directory: the tool's own
+    ones have the run's)."""
+    from cwltool.pathmapper import PathMapper
+
+    mappers: list[PathMapper] = []
+
+    class RecordingPathMapper(PathMapper):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if (args[1] if len(args) > 1 else kwargs.get("basedir")) != "":
+                mappers.append(self)
+
+    return RecordingPathMapper, mappers
+
+
+def _inside(target: str, bases: Iterable[str]) -> bool:
+    return any(target == base or target.startswith(base.rstrip(os.sep) + os.sep) for base in bases)
+
+
+def _host_output_checks(roots: tuple[str, ...], refused: list[str]) -> tuple[Any, Any]:
+    """cwltool's file access for a tool run on the host: an output that resolves outside the
+    tool's directories (a glob through a symlink, ``..``, a symlink to a host file, a
+    cwl.output.json location elsewhere) is refused, where cwltool without a container would copy
+    the host file into the outputs. flow refuses it as cwltool does for a tool in a container
+    (conformance test ``illegal_symlink``): a tool's outputs are what it made, never whatever the
+    host holds at a path. What cwltool staged for the tool (inputs, files an InitialWorkDir names
+    by location) may be passed through. A glob match is left out and noted in ``refused``
+    (cwltool logs any other exception from a glob with a traceback); the run then fails naming
+    it. Returns (path mapper class, file access class)."""
+    from cwltool.errors import WorkflowException
+    from cwltool.stdfsaccess import StdFsAccess, abspath
+
+    mapper_class, mappers = _recording_path_mapper()
+
+    def outside(path: str) -> str | None:
+        real = outside_roots(path, roots)
+        staged = (os.path.realpath(entry.resolved) for mapper in mappers for _, entry in mapper.items()
+                  if not str(entry.resolved).startswith("_:") and "://" not in str(entry.resolved))
+        return None if real is None or _inside(real, staged) else real
+
+    class HostFsAccess(StdFsAccess):
+        def glob(self, pattern: str) -> list[str]:
+            kept = []
+            for uri in super().glob(pattern):
+                path = abspath(uri, self.basedir)
+                real = outside(path)
+                if real is None:
+                    kept.append(uri)
+                else:
+                    refused.append(os.path.relpath(abspath(pattern, self.basedir), self.basedir))
+                    logger.error("%s", _outside_message(path, real))
+            return kept
+
+        def realpath(self, path: str) -> str:  # what cwltool moves or copies the outputs from
+            real = outside(abspath(path, self.basedir))
+            if real is not None:
+                raise WorkflowException(_outside_message(path, real))
+            return super().realpath(path)
+
+    return mapper_class, HostFsAccess
+
+
+def secret_store() -> Any:
+    """cwltool's SecretStore holding the run's secrets (from the leader, see :mod:`flow.cwl.secrets`)."""
+    from cwltool.secrets import SecretStore
+
+    from flow.cwl.secrets import worker_secrets
+
+    store = SecretStore()
+    store.secrets.update(worker_secrets())
+    return store
 
 
 def _contained_output_checks(roots: tuple[str, ...]) -> tuple[Any, Any]:
@@ -344,19 +470,11 @@ def _contained_output_checks(roots: tuple[str, ...]) -> tuple[Any, Any]:
     under) a symlink to anything but the job's own directories (``roots``) or a host path
     cwltool mounted (it relinks staged inputs to those) are not retrieved, whatever the host
     holds at that path. Returns (path mapper class, file access class)."""
-    from cwltool.pathmapper import PathMapper
     from cwltool.stdfsaccess import StdFsAccess
     from schema_salad.ref_resolver import uri_file_path
 
-    mappers: list[PathMapper] = []
-
-    class RecordingPathMapper(PathMapper):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            mappers.append(self)
-
-    def inside(target: str, bases: Iterator[str]) -> bool:
-        return any(target == base or target.startswith(base.rstrip(os.sep) + os.sep) for base in bases)
+    mapper_class, mappers = _recording_path_mapper()
+    inside = _inside
 
     def escapes(path: str) -> bool:
         while path not in ("", "/") and path not in roots:
@@ -374,7 +492,7 @@ def _contained_output_checks(roots: tuple[str, ...]) -> tuple[Any, Any]:
         def glob(self, pattern: str) -> list[str]:
             return [uri for uri in super().glob(pattern) if not escapes(uri_file_path(uri))]
 
-    return RecordingPathMapper, ContainedFsAccess
+    return mapper_class, ContainedFsAccess
 
 
 # ---- values ---------------------------------------------------------------------------------

@@ -64,4 +64,5 @@ class CWLJob(Job):
             staging.write_back(stage)
         for param in process.tool["outputs"]:  # every declared output, null when absent
             outputs.setdefault(adapter.shortname(param["id"]), None)
+        staging.refuse_outside(outputs, adapter.tool_roots(work, self.settings))
         return staging.store_outputs(outputs, fileStore)

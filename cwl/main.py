@@ -15,8 +15,9 @@ from flow.core.common import Flow
 from flow.core.exceptions import FailedJobsException
 from flow.core.logs import USER_ERRORS, report
 from flow.core.options import add_flow_options
-from flow.cwl import adapter, staging
+from flow.cwl import adapter, secrets, staging
 from flow.cwl.workflow import make_job
+from flow.jobstores.registry import open_job_store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,22 +56,74 @@ def _settings(args: argparse.Namespace) -> adapter.RunSettings:
     )
 
 
+class _SecretsFound(Exception):
+    """The document has cwltool:Secrets that the text scan missed: run again, loading first."""
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load, validate, run; returns the output object with files in --outdir."""
-    settings = _settings(args)
     uri = args.workflow if "://" in args.workflow else os.path.abspath(args.workflow)
+    # Secrets must be in the environment before the batch system starts its workers; only then
+    # is the document loaded before the workers start (otherwise they load it meanwhile).
+    try:
+        return _run(args, uri, preload=args.restart or _mentions_secrets(uri))
+    except _SecretsFound:
+        return _run(args, uri, preload=True)
+
+
+def _mentions_secrets(uri: str) -> bool:
+    path = staging.local_path(uri.split("#", 1)[0])
+    try:
+        with open(path or "", "rb") as stream:
+            return b"Secrets" in stream.read()
+    except OSError:
+        return True  # not a local file: load it first, to be sure
+
+
+def _load(uri: str, args: argparse.Namespace, settings: adapter.RunSettings) -> tuple[Any, dict[str, Any]]:
+    process = adapter.load_process(uri, settings)
+    if args.restart and args.job_order is None:
+        return process, {}  # the stored jobs hold the inputs; only secrets need them again
+    inputs = adapter.plain(adapter.load_inputs(process, args.job_order, settings))
+    adapter.check_requirements(process, settings)  # after the inputs, as cwltool does
+    return process, inputs
+
+
+def _hide_secrets(args: argparse.Namespace, process: Any, inputs: dict[str, Any]) -> bytes | None:
+    """Replace secret inputs by placeholders and hand the values to the workers (see
+    :mod:`flow.cwl.secrets`); returns what the job store keeps, None when there are none."""
+    names = adapter.secret_inputs(process)
+    if not names:
+        return None
+    if args.restart:
+        stored = open_job_store(args.jobStore).read_shared(secrets.RECORD) if args.jobStore else None
+        if stored is not None:
+            secrets.expose(secrets.recover(stored, inputs, args.job_order))
+        return None
+    secrets.expose(secrets.hide(names, inputs))
+    return secrets.record(names, inputs)
+
+
+def _run(args: argparse.Namespace, uri: str, preload: bool) -> dict[str, Any]:
+    settings = _settings(args)
     ref = adapter.ToolRef(uri)
+    loaded = _load(uri, args, settings) if preload else None
+    record = _hide_secrets(args, *loaded) if loaded else None
     # Workers import cwltool and load the document while the leader does the same.
     os.environ[WORKER_PRELOAD_VARIABLE] = "flow.cwl.adapter:warm_up"
     os.environ[adapter.WARM_URI_VARIABLE] = uri
     with Flow(args) as flow:
         settings = dataclasses.replace(settings, max_cores=flow.job_limits()[0])
-        process = adapter.load_process(uri, settings)
-        inputs = adapter.plain(adapter.load_inputs(process, args.job_order, settings))
-        adapter.check_requirements(process, settings)  # after the inputs, as cwltool does
+        if loaded is None:
+            loaded = _load(uri, args, settings)
+            if adapter.secret_inputs(loaded[0]):
+                raise _SecretsFound()
+        process, inputs = loaded
         if args.restart:
             outputs = flow.restart()
         else:
+            if record is not None:
+                flow.jobStore.write_shared(secrets.RECORD, record)
             staging.import_inputs(inputs, lambda url: str(flow.importFile(url)), _writer(flow))
             outputs = flow.start(make_job(ref, inputs, settings, process))
         exported: dict[str, Any] = staging.Exporter(flow.jobStore, args.outdir)(outputs)
@@ -103,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return adapter.UNSUPPORTED_EXIT
     except FailedJobsException as exc:
         report(exc)
+        print("{}")  # as cwltool: the (empty) output object of a run that failed
         unsupported = any("CWLUnsupportedError" in job.reason for job in exc.failed)
         return adapter.UNSUPPORTED_EXIT if unsupported else 1
     except USER_ERRORS as exc:

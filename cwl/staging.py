@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flow.core.filestore import FileStore
-from flow.cwl.adapter import CWLError
+from flow.cwl.adapter import CWLError, CWLToolError, outside_roots, walk_files
 from flow.jobstores.abstract import JobStore
 
 FLOW_FILE = "flowfile:"
@@ -216,6 +216,31 @@ def store_outputs(value: Any, file_store: FileStore) -> Any:
     if out.get("secondaryFiles"):
         out["secondaryFiles"] = store_outputs(out["secondaryFiles"], file_store)
     return out
+
+
+def refuse_outside(outputs: dict[str, Any], roots: tuple[str, ...]) -> None:
+    """Fail naming the output when a File of it, or anything in a Directory of it, resolves
+    outside the tool's directories (``roots``, see :func:`flow.cwl.adapter.tool_roots`): storing
+    it would copy a host file the workflow was never given (a symlink in an output directory)."""
+    for name, value in outputs.items():
+        for obj in walk_files(value):
+            path = local_path(str(obj.get("location", ""))) if obj.get("location") else None
+            if path is None or str(obj.get("location", "")).startswith((FLOW_FILE, FLOW_DIR)):
+                continue
+            for entry in [path, *_tree(path)]:
+                real = outside_roots(entry, roots)
+                if real is not None:
+                    raise CWLToolError(
+                        f"output '{name}': {entry} resolves to {real}, outside the tool's directories: "
+                        "refused (see 'Path safety' in the README)")
+
+
+def _tree(path: str) -> list[str]:
+    """Everything under a directory, symlinks not followed (they are checked, not entered)."""
+    found: list[str] = []
+    for top, dirs, files in os.walk(path) if os.path.isdir(path) and not os.path.islink(path) else ():
+        found.extend(os.path.join(top, name) for name in [*dirs, *files])
+    return found
 
 
 def _entry(path: str) -> dict[str, Any]:
