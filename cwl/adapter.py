@@ -8,6 +8,7 @@ through its public API here. flow's job classes (:mod:`flow.cwl.jobs`) only sche
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import io
 import logging
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -56,6 +58,9 @@ class RunSettings:
     debug: bool = False
     enable_dev: bool = False
     preserve_environment: tuple[str, ...] = ()
+    preserve_entire_environment: bool = False
+    eval_timeout: float = 60.0
+    strict_memory_limit: bool = False
     #: The most cores one job may have on the run's batch system (None: a cluster's scheduler
     #: judges); a tool asking for more gets this many, as cwltool gives it the machine's cores.
     max_cores: float | None = field(default=None, compare=False)
@@ -67,6 +72,34 @@ class ToolRef:
 
     uri: str
     steps: tuple[str, ...] = ()
+
+
+# ---- command line -----------------------------------------------------------------------------
+def cwltool_parser() -> argparse.ArgumentParser:
+    """cwltool's own argument parser (its option definitions, for flow-cwl to reuse)."""
+    from cwltool.argparser import arg_parser
+
+    return arg_parser()
+
+
+def cwltool_main(argv: list[str]) -> int:
+    """cwltool itself, for the options that only print something about a document."""
+    from cwltool.main import main as cwltool_main_function
+
+    return int(cwltool_main_function(argv))
+
+
+def versions() -> str:
+    """flow's, cwltool's and miniwdl's versions, one a line."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = []
+    for label, dist in (("flow", "flow"), ("cwltool", "cwltool"), ("miniwdl", "miniwdl")):
+        try:
+            lines.append(f"{label} {version(dist)}")
+        except PackageNotFoundError:
+            lines.append(f"{label} (not installed)")
+    return "\n".join(lines)
 
 
 # ---- loading ---------------------------------------------------------------------------------
@@ -154,6 +187,31 @@ def _write_cache(path: str, data: bytes) -> None:
         logger.debug("cannot write the CWL schema cache %s: %s", path, exc)
 
 
+def quiet_cwltool(debug: bool) -> None:
+    """cwltool's log handler sets its logger to INFO when imported: keep it to warnings, and
+    printed once (by that handler, not again by a worker's root handler)."""
+    import cwltool.loghandler  # noqa: F401 - imported for the handler it installs
+
+    logging.getLogger("cwltool").setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("cwltool").propagate = False
+
+
+def document_uri(argument: str, debug: bool = False) -> str:
+    """The URI of the document a command line names, as cwltool resolves it: a path (relative or
+    absolute) or a ``file://``/``http(s)://`` URI, each with or without ``#fragment``, or a name
+    under ``$XDG_DATA_HOME/commonwl``."""
+    from cwltool.load_tool import resolve_tool_uri
+    from cwltool.resolver import tool_resolver
+    from schema_salad.exceptions import ValidationException
+
+    quiet_cwltool(debug)
+    try:
+        uri, _ = resolve_tool_uri(argument, resolver=tool_resolver)
+    except ValidationException:
+        raise CWLError(f"cannot load {argument}: no such file") from None
+    return str(uri)
+
+
 @functools.lru_cache(maxsize=32)
 def load_process(uri: str, settings: RunSettings) -> Any:
     """Load and validate a CWL document (cached per process: workers reuse it)."""
@@ -162,17 +220,36 @@ def load_process(uri: str, settings: RunSettings) -> Any:
     from schema_salad.exceptions import ValidationException
 
     prime_schemas()
-
-    # cwltool's log handler sets its logger to INFO when imported: keep it to warnings, and
-    # printed once (by that handler, not again by a worker's root handler).
-    logging.getLogger("cwltool").setLevel(logging.DEBUG if settings.debug else logging.WARNING)
-    logging.getLogger("cwltool").propagate = False
+    quiet_cwltool(settings.debug)
     try:
         return load_tool(uri, _loading_context(settings))
     except (ValidationException, WorkflowException) as exc:
+        fragment = urllib.parse.urldefrag(uri)[1]
+        if fragment and "not found in file" in str(exc):
+            known = ", ".join(f"#{i}" for i in _process_ids(uri)) or "none"
+            raise CWLError(f"{uri}: the document has no process '#{fragment}'; it has: {known}") from None
         raise CWLError(f"{uri} is not a valid CWL document:\n{_short(exc)}") from None
     except (OSError, ValueError) as exc:
         raise CWLError(f"cannot load {uri}: {exc}") from None
+    except StopIteration:  # schema-salad's fetch of an empty document
+        raise CWLError(f"{uri} is empty: not a CWL document") from None
+    except RecursionError:
+        raise CWLError(f"{uri} is nested too deeply to load (maximum recursion depth exceeded)") from None
+
+
+def _process_ids(uri: str) -> list[str]:
+    """The ids of the processes a document holds (a ``$graph``'s entries, or its one process)."""
+    from schema_salad.utils import yaml_no_ts
+
+    path = urllib.parse.unquote(urllib.parse.urlparse(urllib.parse.urldefrag(uri)[0]).path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            document = yaml_no_ts().load(stream)
+    except Exception:  # noqa: BLE001 - only for the message; the load error is reported anyway
+        return []
+    items = document.get("$graph", [document]) if isinstance(document, dict) else []
+    ids = [str(item["id"]) for item in items if isinstance(item, dict) and item.get("id")]
+    return [i.rsplit("#", 1)[-1].lstrip("#") for i in ids]
 
 
 WARM_URI_VARIABLE = "FLOW_CWL_WARM_URI"
@@ -214,29 +291,43 @@ def _short(exc: BaseException) -> str:
 
 
 # ---- input objects ---------------------------------------------------------------------------
-def load_inputs(process: Any, job_order_path: str | None, settings: RunSettings) -> dict[str, Any]:
-    """Read the input object (YAML/JSON), fill defaults, normalise files, validate types."""
+def load_inputs(process: Any, job_order: list[str], settings: RunSettings, basedir: str | None = None,
+                tool_help: bool = False) -> dict[str, Any]:
+    """Read the input object as cwltool's main does: a YAML/JSON file (``-`` for stdin), and/or
+    the tool's inputs as options (``--message hi``), parsed by the parser cwltool generates from
+    the tool's input schema. Fills defaults, normalises files, validates types."""
     from cwltool.errors import WorkflowException
     from cwltool.main import init_job_order, load_job_order
     from schema_salad.exceptions import ValidationException
 
-    args = argparse.Namespace(job_order=[job_order_path] if job_order_path else [], basedir=None,
-                              workflow=process.tool["id"], tool_help=False)
+    label = job_order[0] if len(job_order) == 1 and not job_order[0].startswith("-") else "on the command line"
+    args = argparse.Namespace(job_order=job_order, basedir=basedir, workflow=process.tool["id"], tool_help=tool_help)
+    complaint = io.StringIO()
     try:
-        job_order, input_basedir, loader = load_job_order(args, io.StringIO(), None, [], process.tool["id"])
-        job_order = init_job_order(job_order, args, process, loader, io.StringIO(), input_basedir=input_basedir)
+        with contextlib.redirect_stderr(complaint):
+            loaded, input_basedir, loader = load_job_order(args, sys.stdin, None, [], process.tool["id"])
+            job_order_object = init_job_order(loaded, args, process, loader, sys.stdout, input_basedir=input_basedir)
     except (ValidationException, WorkflowException) as exc:
-        raise CWLError(f"invalid input object {job_order_path}:\n{_short(exc)}") from None
-    except SystemExit:
-        raise CWLError(f"the input object {job_order_path} is not a JSON/YAML mapping") from None
+        raise CWLError(f"invalid input object {label}:\n{_short(exc)}") from None
+    except SystemExit as exc:
+        if tool_help and not exc.code:
+            raise
+        said = [line.split("error: ", 1)[-1] for line in complaint.getvalue().splitlines() if "error: " in line]
+        raise CWLError(f"invalid tool inputs {label}: {'; '.join(said) or 'not a JSON/YAML mapping'} "
+                       f"(flow-cwl --tool-help DOCUMENT lists them)") from None
+    except StopIteration:
+        raise CWLError(f"the input object {label} is empty: give '{{}}' for a process without inputs") from None
     except (OSError, ValueError) as exc:
-        raise CWLError(f"cannot read the input object {job_order_path}: {exc}") from None
-    validate_inputs(process, job_order)
+        raise CWLError(f"cannot read the input object {label}: {exc}") from None
+    except RecursionError:
+        raise CWLError(f"the input object {label} is nested too deeply to load "
+                       "(maximum recursion depth exceeded)") from None
+    validate_inputs(process, job_order_object)
     # Plain dicts and lists from here: cwltool deep-copies the input object, and a deep copy of
     # ruamel's commented types grows with the square of an array's length (2,000 strings: 6 s).
-    job_order = plain(job_order)
-    _bind_top_level(process, job_order, input_basedir)
-    return cast(dict[str, Any], job_order)
+    inputs = cast(dict[str, Any], plain(job_order_object))
+    _bind_top_level(process, inputs, input_basedir)
+    return inputs
 
 
 def _bind_top_level(process: Any, job_order: MutableMapping[str, Any], basedir: str) -> None:
@@ -326,8 +417,10 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
     # background when the job ends; only those under a user's prefix are cwltool's to remove.
     ctx.rm_tmpdir = settings.tmpdir_prefix is not None or settings.tmp_outdir_prefix is not None
     ctx.debug = settings.debug
-    ctx.strict_memory_limit = False
+    ctx.strict_memory_limit = settings.strict_memory_limit
+    ctx.eval_timeout = settings.eval_timeout
     ctx.preserve_environment = list(settings.preserve_environment)
+    ctx.preserve_entire_environment = settings.preserve_entire_environment
     if settings.container is not None:
         roots = [work_dir] + [os.path.dirname(p) for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
         ctx.path_mapper, ctx.make_fs_access = _contained_output_checks(
@@ -337,17 +430,40 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
         ctx.path_mapper, ctx.make_fs_access = _host_output_checks(tool_roots(work_dir, settings), refused)
     ctx.secret_store = secret_store()
     os.makedirs(ctx.outdir, exist_ok=True)
+    ended = _CommandEnd()
+    cwl_logger = logging.getLogger("cwltool")
+    cwl_logger.addFilter(ended)
     try:
-        outputs, status = SingleJobExecutor().execute(process, inputs, ctx, logger=logging.getLogger("cwltool"))
+        outputs, status = SingleJobExecutor().execute(process, inputs, ctx, logger=cwl_logger)
     except UnsupportedRequirement as exc:
         raise CWLUnsupportedError(str(exc)) from None
     except WorkflowException as exc:
         _check_refused(process, refused)
         raise CWLToolError(f"{process.tool.get('id')}: {_short(exc)}") from None
+    finally:
+        cwl_logger.removeFilter(ended)
     _check_refused(process, refused)
     if status != "success" or outputs is None:
-        raise CWLToolError(f"{process.tool.get('id')} finished with status {status}")
+        how = f"its command {ended.how}, status {status}" if ended.how else f"status {status}"
+        raise CWLToolError(f"{process.tool.get('id')} failed: {how}")
     return cast(dict[str, Any], outputs)
+
+
+class _CommandEnd(logging.Filter):
+    """Notes how the tool's command ended from cwltool's own report of it (cwltool keeps the
+    exit status to itself), so that a failure names the command's real exit status."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.how = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.msg == "[job %s] exited with status: %d" and len(args) == 2:
+            self.how = f"exited with status {args[1]}"
+        elif record.msg == "[job %s] was terminated by signal: %s" and len(args) == 2:
+            self.how = f"was killed by signal {args[1]}"
+        return True
 
 
 def tool_roots(work_dir: str, settings: RunSettings) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ stores its outputs back; the leader imports the inputs and exports the final out
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -249,6 +250,23 @@ def _entry(path: str) -> dict[str, Any]:
 
 
 # ---- leader: outputs out ---------------------------------------------------------------------
+def _final_file_fields(value: dict[str, Any], path: str) -> None:
+    """The fields of a File or Directory in cwltool's final output: no nameroot, nameext or
+    dirname (cwltool's main drops them), a size and a sha1 checksum on every File, those in a
+    Directory's listing included (cwltool computes them when it relocates the outputs)."""
+    for key in ("nameroot", "nameext", "dirname"):
+        value.pop(key, None)
+    if value.get("class") != "File":
+        return
+    value.setdefault("size", os.path.getsize(path))
+    if not value.get("checksum"):
+        digest = hashlib.sha1()
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        value["checksum"] = "sha1$" + digest.hexdigest()
+
+
 class Exporter:
     """Writes flowfile:/flowdir: objects into ``outdir`` as cwltool lays out its outputs."""
 
@@ -299,6 +317,7 @@ class Exporter:
                 self.store.read_file(location[len(FLOW_FILE):], path, link=True)
                 self._exported[key] = path
             value["location"], value["path"] = _file_uri(path), path
+            _final_file_fields(value, path)
             for secondary in value.get("secondaryFiles") or []:
                 self._visit(secondary, os.path.dirname(path))
         elif kind == "Directory" and location.startswith(FLOW_DIR):
@@ -309,6 +328,7 @@ class Exporter:
             for item in value["listing"]:
                 self._visit(item, path)
             value["location"], value["path"] = _file_uri(path), path
+            _final_file_fields(value, path)
         elif kind is None:
             for item in value.values():
                 self._visit(item, None)
