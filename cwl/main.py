@@ -26,7 +26,8 @@ CWLTOOL_OPTIONS = frozenset({
     "basedir", "outdir", "relax_path_checks", "strict", "enable_dev", "quiet", "debug", "validate",
     "version", "tool_help", "preserve_environment", "preserve_entire_environment", "tmpdir_prefix",
     "tmp_outdir_prefix", "podman", "singularity", "use_container", "eval_timeout",
-    "strict_memory_limit", "parallel", "timestamps", "move_outputs",
+    "strict_memory_limit", "parallel", "timestamps", "move_outputs", "verbose", "no_warnings",
+    "enable_color",
 })
 #: cwltool's options that only print something about the document: cwltool answers them itself.
 CWLTOOL_PRINTS = frozenset({
@@ -254,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, "flow-cwl: error: --leave-outputs is not supported: outputs leave the job store for --outdir\n")
     if args.quiet:
         args.logLevel = "WARNING"
+    elif args.no_warnings:
+        args.logLevel = "ERROR"
+    elif args.verbose:
+        args.logLevel = "INFO"
     args.noProgress = args.noProgress or args.quiet
     logging.getLogger("cwltool").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     try:
