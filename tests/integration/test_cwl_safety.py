@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,26 @@ def test_restart_gets_the_secrets_again_from_the_input_object(tmp_path: Path) ->
     again = flow_cwl(*common, "--restart", "wf.cwl", "job.json", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["digest"] == hashlib.sha1(secret.encode()).hexdigest()
+
+
+@pytest.mark.slow
+def test_secrets_reach_tools_run_by_slurm_and_not_its_files(tmp_path: Path) -> None:
+    """Workers on Slurm get the values through the job's environment (sbatch --export=ALL)."""
+    from tests.contract.test_batchsystem import require_slurm
+
+    require_slurm()
+    secret = "slurm-s3cret-0c4e"
+    (tmp_path / "tool.cwl").write_text(SECRET_TOOL)
+    (tmp_path / "job.json").write_text(json.dumps({"pw": secret, "other": "x"}))
+    store, work = tmp_path / "js", tmp_path / "work"
+    try:
+        done = flow_cwl("--batchSystem", "slurm", "--jobStore", str(store), "--workDir", str(work),
+                        "--clean", "never", "--outdir", str(tmp_path / "out"), "tool.cwl", "job.json",
+                        cwd=tmp_path, timeout=900)  # a shared cluster may queue the job a while
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["digest"] == hashlib.sha1(secret.encode()).hexdigest()
+        assert _files_holding(store, secret.encode()) == []
+        assert work.is_dir() and _files_holding(work, secret.encode()) == []
+    finally:  # cancels the Slurm job of a leader the timeout killed
+        subprocess.run([sys.executable, "-m", "flow.core.cli", "clean", "--force", str(store)],
+                       capture_output=True, timeout=120)
