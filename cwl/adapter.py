@@ -19,11 +19,12 @@ import subprocess
 import sys
 import tempfile
 import urllib.parse
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flow.core.exceptions import FlowError
+from flow.cwl.values import outside_roots, plain, tool_roots
 
 logger = logging.getLogger("flow.cwl")
 
@@ -427,7 +428,8 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
             tuple({os.path.abspath(r) for r in roots} | {os.path.realpath(r) for r in roots}))
     refused: list[str] = []
     if settings.container is None:
-        ctx.path_mapper, ctx.make_fs_access = _host_output_checks(tool_roots(work_dir, settings), refused)
+        ctx.path_mapper, ctx.make_fs_access = _host_output_checks(
+            tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix)), refused)
     ctx.secret_store = secret_store()
     os.makedirs(ctx.outdir, exist_ok=True)
     ended = _CommandEnd()
@@ -464,23 +466,6 @@ class _CommandEnd(logging.Filter):
         elif record.msg == "[job %s] was terminated by signal: %s" and len(args) == 2:
             self.how = f"was killed by signal {args[1]}"
         return True
-
-
-def tool_roots(work_dir: str, settings: RunSettings) -> tuple[str, ...]:
-    """The real paths a tool's outputs may lie under: the job's directory and cwltool's
-    directories under the user's ``--tmpdir-prefix`` / ``--tmp-outdir-prefix`` (prefixes of
-    names, as cwltool makes them with mkdtemp)."""
-    prefixes = [p for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
-    real = [os.path.join(os.path.realpath(os.path.dirname(p) or "."), os.path.basename(p)) for p in prefixes]
-    return (os.path.realpath(work_dir) + os.sep, *real)
-
-
-def outside_roots(path: str, roots: tuple[str, ...]) -> str | None:
-    """The real path ``path`` resolves to when that is outside ``roots`` (see tool_roots), else None."""
-    real = os.path.realpath(path)
-    if any((real + os.sep).startswith(root) if root.endswith(os.sep) else real.startswith(root) for root in roots):
-        return None
-    return real
 
 
 def _check_refused(process: Any, globs: list[str]) -> None:
@@ -612,31 +597,6 @@ def _contained_output_checks(roots: tuple[str, ...]) -> tuple[Any, Any]:
 
 
 # ---- values ---------------------------------------------------------------------------------
-def walk_files(value: Any) -> Iterator[dict[str, Any]]:
-    """Every File and Directory object in a CWL value, outermost first."""
-    if isinstance(value, dict):
-        if value.get("class") in ("File", "Directory"):
-            yield value
-            for key in ("secondaryFiles", "listing"):
-                for item in value.get(key) or []:
-                    yield from walk_files(item)
-            return
-        for item in value.values():
-            yield from walk_files(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from walk_files(item)
-
-
-def plain(value: Any) -> Any:
-    """A deep copy made of dicts, lists and scalars (ruamel types do not travel well)."""
-    if isinstance(value, MutableMapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
 def detect_container(requested: str | None, no_container: bool) -> str | None:
     """Which container runtime to use: the one asked for, else what works here, else none."""
     if no_container:

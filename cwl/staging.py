@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flow.core.filestore import FileStore
-from flow.cwl.adapter import CWLError, CWLToolError, outside_roots, walk_files
+from flow.cwl.adapter import CWLError, CWLToolError
+from flow.cwl.values import outside_roots, walk_files
 from flow.jobstores.abstract import JobStore
 
 FLOW_FILE = "flowfile:"
@@ -221,7 +222,7 @@ def store_outputs(value: Any, file_store: FileStore) -> Any:
 
 def refuse_outside(outputs: dict[str, Any], roots: tuple[str, ...]) -> None:
     """Fail naming the output when a File of it, or anything in a Directory of it, resolves
-    outside the tool's directories (``roots``, see :func:`flow.cwl.adapter.tool_roots`): storing
+    outside the tool's directories (``roots``, see :func:`flow.cwl.values.tool_roots`): storing
     it would copy a host file the workflow was never given (a symlink in an output directory)."""
     for name, value in outputs.items():
         for obj in walk_files(value):
