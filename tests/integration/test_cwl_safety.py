@@ -160,6 +160,7 @@ def test_restart_gets_the_secrets_again_from_the_input_object(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(960)  # a shared cluster may queue the job a while
 def test_secrets_reach_tools_run_by_slurm_and_not_its_files(tmp_path: Path) -> None:
     """Workers on Slurm get the values through the job's environment (sbatch --export=ALL)."""
     from tests.contract.test_batchsystem import require_slurm
@@ -172,7 +173,7 @@ def test_secrets_reach_tools_run_by_slurm_and_not_its_files(tmp_path: Path) -> N
     try:
         done = flow_cwl("--batchSystem", "slurm", "--jobStore", str(store), "--workDir", str(work),
                         "--clean", "never", "--outdir", str(tmp_path / "out"), "tool.cwl", "job.json",
-                        cwd=tmp_path, timeout=900)  # a shared cluster may queue the job a while
+                        cwd=tmp_path, timeout=840)
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["digest"] == hashlib.sha1(secret.encode()).hexdigest()
         assert _files_holding(store, secret.encode()) == []
