@@ -8,6 +8,7 @@ through its public API here. flow's job classes (:mod:`flow.cwl.jobs`) only sche
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import io
 import logging
@@ -17,11 +18,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, MutableMapping
+import urllib.parse
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flow.core.exceptions import FlowError
+from flow.cwl.values import outside_roots, plain, tool_roots
 
 logger = logging.getLogger("flow.cwl")
 
@@ -56,6 +59,9 @@ class RunSettings:
     debug: bool = False
     enable_dev: bool = False
     preserve_environment: tuple[str, ...] = ()
+    preserve_entire_environment: bool = False
+    eval_timeout: float = 60.0
+    strict_memory_limit: bool = False
     #: The most cores one job may have on the run's batch system (None: a cluster's scheduler
     #: judges); a tool asking for more gets this many, as cwltool gives it the machine's cores.
     max_cores: float | None = field(default=None, compare=False)
@@ -67,6 +73,34 @@ class ToolRef:
 
     uri: str
     steps: tuple[str, ...] = ()
+
+
+# ---- command line -----------------------------------------------------------------------------
+def cwltool_parser() -> argparse.ArgumentParser:
+    """cwltool's own argument parser (its option definitions, for flow-cwl to reuse)."""
+    from cwltool.argparser import arg_parser
+
+    return arg_parser()
+
+
+def cwltool_main(argv: list[str]) -> int:
+    """cwltool itself, for the options that only print something about a document."""
+    from cwltool.main import main as cwltool_main_function
+
+    return int(cwltool_main_function(argv))
+
+
+def versions() -> str:
+    """flow's, cwltool's and miniwdl's versions, one a line."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    lines = []
+    for label, dist in (("flow", "flow"), ("cwltool", "cwltool"), ("miniwdl", "miniwdl")):
+        try:
+            lines.append(f"{label} {version(dist)}")
+        except PackageNotFoundError:
+            lines.append(f"{label} (not installed)")
+    return "\n".join(lines)
 
 
 # ---- loading ---------------------------------------------------------------------------------
@@ -154,6 +188,31 @@ def _write_cache(path: str, data: bytes) -> None:
         logger.debug("cannot write the CWL schema cache %s: %s", path, exc)
 
 
+def quiet_cwltool(debug: bool) -> None:
+    """cwltool's log handler sets its logger to INFO when imported: keep it to warnings, and
+    printed once (by that handler, not again by a worker's root handler)."""
+    import cwltool.loghandler  # noqa: F401 - imported for the handler it installs
+
+    logging.getLogger("cwltool").setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("cwltool").propagate = False
+
+
+def document_uri(argument: str, debug: bool = False) -> str:
+    """The URI of the document a command line names, as cwltool resolves it: a path (relative or
+    absolute) or a ``file://``/``http(s)://`` URI, each with or without ``#fragment``, or a name
+    under ``$XDG_DATA_HOME/commonwl``."""
+    from cwltool.load_tool import resolve_tool_uri
+    from cwltool.resolver import tool_resolver
+    from schema_salad.exceptions import ValidationException
+
+    quiet_cwltool(debug)
+    try:
+        uri, _ = resolve_tool_uri(argument, resolver=tool_resolver)
+    except ValidationException:
+        raise CWLError(f"cannot load {argument}: no such file") from None
+    return str(uri)
+
+
 @functools.lru_cache(maxsize=32)
 def load_process(uri: str, settings: RunSettings) -> Any:
     """Load and validate a CWL document (cached per process: workers reuse it)."""
@@ -162,17 +221,36 @@ def load_process(uri: str, settings: RunSettings) -> Any:
     from schema_salad.exceptions import ValidationException
 
     prime_schemas()
-
-    # cwltool's log handler sets its logger to INFO when imported: keep it to warnings, and
-    # printed once (by that handler, not again by a worker's root handler).
-    logging.getLogger("cwltool").setLevel(logging.DEBUG if settings.debug else logging.WARNING)
-    logging.getLogger("cwltool").propagate = False
+    quiet_cwltool(settings.debug)
     try:
         return load_tool(uri, _loading_context(settings))
     except (ValidationException, WorkflowException) as exc:
+        fragment = urllib.parse.urldefrag(uri)[1]
+        if fragment and "not found in file" in str(exc):
+            known = ", ".join(f"#{i}" for i in _process_ids(uri)) or "none"
+            raise CWLError(f"{uri}: the document has no process '#{fragment}'; it has: {known}") from None
         raise CWLError(f"{uri} is not a valid CWL document:\n{_short(exc)}") from None
     except (OSError, ValueError) as exc:
         raise CWLError(f"cannot load {uri}: {exc}") from None
+    except StopIteration:  # schema-salad's fetch of an empty document
+        raise CWLError(f"{uri} is empty: not a CWL document") from None
+    except RecursionError:
+        raise CWLError(f"{uri} is nested too deeply to load (maximum recursion depth exceeded)") from None
+
+
+def _process_ids(uri: str) -> list[str]:
+    """The ids of the processes a document holds (a ``$graph``'s entries, or its one process)."""
+    from schema_salad.utils import yaml_no_ts
+
+    path = urllib.parse.unquote(urllib.parse.urlparse(urllib.parse.urldefrag(uri)[0]).path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            document = yaml_no_ts().load(stream)
+    except Exception:  # noqa: BLE001 - only for the message; the load error is reported anyway
+        return []
+    items = document.get("$graph", [document]) if isinstance(document, dict) else []
+    ids = [str(item["id"]) for item in items if isinstance(item, dict) and item.get("id")]
+    return [i.rsplit("#", 1)[-1].lstrip("#") for i in ids]
 
 
 WARM_URI_VARIABLE = "FLOW_CWL_WARM_URI"
@@ -214,29 +292,43 @@ def _short(exc: BaseException) -> str:
 
 
 # ---- input objects ---------------------------------------------------------------------------
-def load_inputs(process: Any, job_order_path: str | None, settings: RunSettings) -> dict[str, Any]:
-    """Read the input object (YAML/JSON), fill defaults, normalise files, validate types."""
+def load_inputs(process: Any, job_order: list[str], settings: RunSettings, basedir: str | None = None,
+                tool_help: bool = False) -> dict[str, Any]:
+    """Read the input object as cwltool's main does: a YAML/JSON file (``-`` for stdin), and/or
+    the tool's inputs as options (``--message hi``), parsed by the parser cwltool generates from
+    the tool's input schema. Fills defaults, normalises files, validates types."""
     from cwltool.errors import WorkflowException
     from cwltool.main import init_job_order, load_job_order
     from schema_salad.exceptions import ValidationException
 
-    args = argparse.Namespace(job_order=[job_order_path] if job_order_path else [], basedir=None,
-                              workflow=process.tool["id"], tool_help=False)
+    label = job_order[0] if len(job_order) == 1 and not job_order[0].startswith("-") else "on the command line"
+    args = argparse.Namespace(job_order=job_order, basedir=basedir, workflow=process.tool["id"], tool_help=tool_help)
+    complaint = io.StringIO()
     try:
-        job_order, input_basedir, loader = load_job_order(args, io.StringIO(), None, [], process.tool["id"])
-        job_order = init_job_order(job_order, args, process, loader, io.StringIO(), input_basedir=input_basedir)
+        with contextlib.redirect_stderr(complaint):
+            loaded, input_basedir, loader = load_job_order(args, sys.stdin, None, [], process.tool["id"])
+            job_order_object = init_job_order(loaded, args, process, loader, sys.stdout, input_basedir=input_basedir)
     except (ValidationException, WorkflowException) as exc:
-        raise CWLError(f"invalid input object {job_order_path}:\n{_short(exc)}") from None
-    except SystemExit:
-        raise CWLError(f"the input object {job_order_path} is not a JSON/YAML mapping") from None
+        raise CWLError(f"invalid input object {label}:\n{_short(exc)}") from None
+    except SystemExit as exc:
+        if tool_help and not exc.code:
+            raise
+        said = [line.split("error: ", 1)[-1] for line in complaint.getvalue().splitlines() if "error: " in line]
+        raise CWLError(f"invalid tool inputs {label}: {'; '.join(said) or 'not a JSON/YAML mapping'} "
+                       f"(flow-cwl --tool-help DOCUMENT lists them)") from None
+    except StopIteration:
+        raise CWLError(f"the input object {label} is empty: give '{{}}' for a process without inputs") from None
     except (OSError, ValueError) as exc:
-        raise CWLError(f"cannot read the input object {job_order_path}: {exc}") from None
-    validate_inputs(process, job_order)
+        raise CWLError(f"cannot read the input object {label}: {exc}") from None
+    except RecursionError:
+        raise CWLError(f"the input object {label} is nested too deeply to load "
+                       "(maximum recursion depth exceeded)") from None
+    validate_inputs(process, job_order_object)
     # Plain dicts and lists from here: cwltool deep-copies the input object, and a deep copy of
     # ruamel's commented types grows with the square of an array's length (2,000 strings: 6 s).
-    job_order = plain(job_order)
-    _bind_top_level(process, job_order, input_basedir)
-    return cast(dict[str, Any], job_order)
+    inputs = cast(dict[str, Any], plain(job_order_object))
+    _bind_top_level(process, inputs, input_basedir)
+    return inputs
 
 
 def _bind_top_level(process: Any, job_order: MutableMapping[str, Any], basedir: str) -> None:
@@ -283,6 +375,12 @@ def _input_vocab() -> Any:
     return INPUT_OBJ_VOCAB
 
 
+def secret_inputs(process: Any) -> list[str]:
+    """The top-level inputs the process's ``cwltool:Secrets`` names (cwltool hides only those)."""
+    requirement, _ = process.get_requirement("http://commonwl.org/cwltool#Secrets")
+    return [shortname(name) for name in (requirement or {}).get("secrets", [])]
+
+
 def check_requirements(process: Any, settings: RunSettings) -> None:
     """Fail early (exit 33) on a required container when tools run on the host."""
     if settings.container is not None:
@@ -320,22 +418,151 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
     # background when the job ends; only those under a user's prefix are cwltool's to remove.
     ctx.rm_tmpdir = settings.tmpdir_prefix is not None or settings.tmp_outdir_prefix is not None
     ctx.debug = settings.debug
-    ctx.strict_memory_limit = False
+    ctx.strict_memory_limit = settings.strict_memory_limit
+    ctx.eval_timeout = settings.eval_timeout
     ctx.preserve_environment = list(settings.preserve_environment)
+    ctx.preserve_entire_environment = settings.preserve_entire_environment
     if settings.container is not None:
         roots = [work_dir] + [os.path.dirname(p) for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
         ctx.path_mapper, ctx.make_fs_access = _contained_output_checks(
             tuple({os.path.abspath(r) for r in roots} | {os.path.realpath(r) for r in roots}))
+    refused: list[str] = []
+    if settings.container is None:
+        ctx.path_mapper, ctx.make_fs_access = _host_output_checks(
+            tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix)), refused)
+    ctx.secret_store = secret_store()
     os.makedirs(ctx.outdir, exist_ok=True)
+    ended = _CommandEnd()
+    cwl_logger = logging.getLogger("cwltool")
+    cwl_logger.addFilter(ended)
     try:
-        outputs, status = SingleJobExecutor().execute(process, inputs, ctx, logger=logging.getLogger("cwltool"))
+        outputs, status = SingleJobExecutor().execute(process, inputs, ctx, logger=cwl_logger)
     except UnsupportedRequirement as exc:
         raise CWLUnsupportedError(str(exc)) from None
     except WorkflowException as exc:
+        _check_refused(process, refused)
         raise CWLToolError(f"{process.tool.get('id')}: {_short(exc)}") from None
+    finally:
+        cwl_logger.removeFilter(ended)
+    _check_refused(process, refused)
     if status != "success" or outputs is None:
-        raise CWLToolError(f"{process.tool.get('id')} finished with status {status}")
+        how = f"its command {ended.how}, status {status}" if ended.how else f"status {status}"
+        raise CWLToolError(f"{process.tool.get('id')} failed: {how}")
     return cast(dict[str, Any], outputs)
+
+
+class _CommandEnd(logging.Filter):
+    """Notes how the tool's command ended from cwltool's own report of it (cwltool keeps the
+    exit status to itself), so that a failure names the command's real exit status."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.how = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.msg == "[job %s] exited with status: %d" and len(args) == 2:
+            self.how = f"exited with status {args[1]}"
+        elif record.msg == "[job %s] was terminated by signal: %s" and len(args) == 2:
+            self.how = f"was killed by signal {args[1]}"
+        return True
+
+
+def _check_refused(process: Any, globs: list[str]) -> None:
+    """Fail naming the outputs whose glob matched something outside the tool's directories."""
+    if not globs:
+        return
+    names = []
+    for pattern in dict.fromkeys(globs):
+        ports = [shortname(port["id"]) for port in process.tool["outputs"]
+                 if pattern in _as_list((port.get("outputBinding") or {}).get("glob"))]
+        names.append(f"output {', '.join(repr(p) for p in ports)} (glob {pattern!r})" if ports else f"glob {pattern!r}")
+    raise CWLToolError(f"{process.tool.get('id')}: {'; '.join(names)} matched a path outside the "
+                       "tool's directories: refused (see 'Path safety' in the README)")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _outside_message(path: str, real: str) -> str:
+    return (f"{path} resolves to {real}, outside the tool's directories: flow does not collect an "
+            "output from elsewhere on the host (see 'Path safety' in the README)")
+
+
+def _recording_path_mapper() -> tuple[Any, list[Any]]:
+    """cwltool's PathMapper class, recording the instances that staged the tool's inputs (not
+    the one relocateOutputs makes for the outputs, with an empty base directory: the tool's own
+    ones have the run's)."""
+    from cwltool.pathmapper import PathMapper
+
+    mappers: list[PathMapper] = []
+
+    class RecordingPathMapper(PathMapper):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if (args[1] if len(args) > 1 else kwargs.get("basedir")) != "":
+                mappers.append(self)
+
+    return RecordingPathMapper, mappers
+
+
+def _inside(target: str, bases: Iterable[str]) -> bool:
+    return any(target == base or target.startswith(base.rstrip(os.sep) + os.sep) for base in bases)
+
+
+def _host_output_checks(roots: tuple[str, ...], refused: list[str]) -> tuple[Any, Any]:
+    """cwltool's file access for a tool run on the host: an output that resolves outside the
+    tool's directories (a glob through a symlink, ``..``, a symlink to a host file, a
+    cwl.output.json location elsewhere) is refused, where cwltool without a container would copy
+    the host file into the outputs. flow refuses it as cwltool does for a tool in a container
+    (conformance test ``illegal_symlink``): a tool's outputs are what it made, never whatever the
+    host holds at a path. What cwltool staged for the tool (inputs, files an InitialWorkDir names
+    by location) may be passed through. A glob match is left out and noted in ``refused``
+    (cwltool logs any other exception from a glob with a traceback); the run then fails naming
+    it. Returns (path mapper class, file access class)."""
+    from cwltool.errors import WorkflowException
+    from cwltool.stdfsaccess import StdFsAccess, abspath
+
+    mapper_class, mappers = _recording_path_mapper()
+
+    def outside(path: str) -> str | None:
+        real = outside_roots(path, roots)
+        staged = (os.path.realpath(entry.resolved) for mapper in mappers for _, entry in mapper.items()
+                  if not str(entry.resolved).startswith("_:") and "://" not in str(entry.resolved))
+        return None if real is None or _inside(real, staged) else real
+
+    class HostFsAccess(StdFsAccess):
+        def glob(self, pattern: str) -> list[str]:
+            kept = []
+            for uri in super().glob(pattern):
+                path = abspath(uri, self.basedir)
+                real = outside(path)
+                if real is None:
+                    kept.append(uri)
+                else:
+                    refused.append(os.path.relpath(abspath(pattern, self.basedir), self.basedir))
+                    logger.error("%s", _outside_message(path, real))
+            return kept
+
+        def realpath(self, path: str) -> str:  # what cwltool moves or copies the outputs from
+            real = outside(abspath(path, self.basedir))
+            if real is not None:
+                raise WorkflowException(_outside_message(path, real))
+            return super().realpath(path)
+
+    return mapper_class, HostFsAccess
+
+
+def secret_store() -> Any:
+    """cwltool's SecretStore holding the run's secrets (from the leader, see :mod:`flow.cwl.secrets`)."""
+    from cwltool.secrets import SecretStore
+
+    from flow.cwl.secrets import worker_secrets
+
+    store = SecretStore()
+    store.secrets.update(worker_secrets())
+    return store
 
 
 def _contained_output_checks(roots: tuple[str, ...]) -> tuple[Any, Any]:
@@ -344,19 +571,11 @@ def _contained_output_checks(roots: tuple[str, ...]) -> tuple[Any, Any]:
     under) a symlink to anything but the job's own directories (``roots``) or a host path
     cwltool mounted (it relinks staged inputs to those) are not retrieved, whatever the host
     holds at that path. Returns (path mapper class, file access class)."""
-    from cwltool.pathmapper import PathMapper
     from cwltool.stdfsaccess import StdFsAccess
     from schema_salad.ref_resolver import uri_file_path
 
-    mappers: list[PathMapper] = []
-
-    class RecordingPathMapper(PathMapper):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            mappers.append(self)
-
-    def inside(target: str, bases: Iterator[str]) -> bool:
-        return any(target == base or target.startswith(base.rstrip(os.sep) + os.sep) for base in bases)
+    mapper_class, mappers = _recording_path_mapper()
+    inside = _inside
 
     def escapes(path: str) -> bool:
         while path not in ("", "/") and path not in roots:
@@ -374,35 +593,10 @@ def _contained_output_checks(roots: tuple[str, ...]) -> tuple[Any, Any]:
         def glob(self, pattern: str) -> list[str]:
             return [uri for uri in super().glob(pattern) if not escapes(uri_file_path(uri))]
 
-    return RecordingPathMapper, ContainedFsAccess
+    return mapper_class, ContainedFsAccess
 
 
 # ---- values ---------------------------------------------------------------------------------
-def walk_files(value: Any) -> Iterator[dict[str, Any]]:
-    """Every File and Directory object in a CWL value, outermost first."""
-    if isinstance(value, dict):
-        if value.get("class") in ("File", "Directory"):
-            yield value
-            for key in ("secondaryFiles", "listing"):
-                for item in value.get(key) or []:
-                    yield from walk_files(item)
-            return
-        for item in value.values():
-            yield from walk_files(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from walk_files(item)
-
-
-def plain(value: Any) -> Any:
-    """A deep copy made of dicts, lists and scalars (ruamel types do not travel well)."""
-    if isinstance(value, MutableMapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
 def detect_container(requested: str | None, no_container: bool) -> str | None:
     """Which container runtime to use: the one asked for, else what works here, else none."""
     if no_container:

@@ -10,6 +10,7 @@ from flow.core.exceptions import ChangedReadFileError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.cwl import adapter, staging
+from flow.cwl.values import tool_roots
 
 MiB = 1024 * 1024
 
@@ -76,4 +77,5 @@ class CWLJob(Job):
             staging.write_back(stage)
         for param in process.tool["outputs"]:  # every declared output, null when absent
             outputs.setdefault(adapter.shortname(param["id"]), None)
+        staging.refuse_outside(outputs, tool_roots(work, (self.settings.tmpdir_prefix, self.settings.tmp_outdir_prefix)))
         return staging.store_outputs(outputs, fileStore)

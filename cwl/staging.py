@@ -10,6 +10,7 @@ stores its outputs back; the leader imports the inputs and exports the final out
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -18,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flow.core.filestore import FileStore
-from flow.cwl.adapter import CWLError
+from flow.cwl.adapter import CWLError, CWLToolError
+from flow.cwl.values import outside_roots, walk_files
 from flow.jobstores.abstract import JobStore
 
 FLOW_FILE = "flowfile:"
@@ -218,12 +220,54 @@ def store_outputs(value: Any, file_store: FileStore) -> Any:
     return out
 
 
+def refuse_outside(outputs: dict[str, Any], roots: tuple[str, ...]) -> None:
+    """Fail naming the output when a File of it, or anything in a Directory of it, resolves
+    outside the tool's directories (``roots``, see :func:`flow.cwl.values.tool_roots`): storing
+    it would copy a host file the workflow was never given (a symlink in an output directory)."""
+    for name, value in outputs.items():
+        for obj in walk_files(value):
+            path = local_path(str(obj.get("location", ""))) if obj.get("location") else None
+            if path is None or str(obj.get("location", "")).startswith((FLOW_FILE, FLOW_DIR)):
+                continue
+            for entry in [path, *_tree(path)]:
+                real = outside_roots(entry, roots)
+                if real is not None:
+                    raise CWLToolError(
+                        f"output '{name}': {entry} resolves to {real}, outside the tool's directories: "
+                        "refused (see 'Path safety' in the README)")
+
+
+def _tree(path: str) -> list[str]:
+    """Everything under a directory, symlinks not followed (they are checked, not entered)."""
+    found: list[str] = []
+    for top, dirs, files in os.walk(path) if os.path.isdir(path) and not os.path.islink(path) else ():
+        found.extend(os.path.join(top, name) for name in [*dirs, *files])
+    return found
+
+
 def _entry(path: str) -> dict[str, Any]:
     kind = "Directory" if os.path.isdir(path) else "File"
     return {"class": kind, "location": _file_uri(path), "basename": os.path.basename(path)}
 
 
 # ---- leader: outputs out ---------------------------------------------------------------------
+def _final_file_fields(value: dict[str, Any], path: str) -> None:
+    """The fields of a File or Directory in cwltool's final output: no nameroot, nameext or
+    dirname (cwltool's main drops them), a size and a sha1 checksum on every File, those in a
+    Directory's listing included (cwltool computes them when it relocates the outputs)."""
+    for key in ("nameroot", "nameext", "dirname"):
+        value.pop(key, None)
+    if value.get("class") != "File":
+        return
+    value.setdefault("size", os.path.getsize(path))
+    if not value.get("checksum"):
+        digest = hashlib.sha1()
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+        value["checksum"] = "sha1$" + digest.hexdigest()
+
+
 class Exporter:
     """Writes flowfile:/flowdir: objects into ``outdir`` as cwltool lays out its outputs."""
 
@@ -274,6 +318,7 @@ class Exporter:
                 self.store.read_file(location[len(FLOW_FILE):], path)
                 self._exported[key] = path
             value["location"], value["path"] = _file_uri(path), path
+            _final_file_fields(value, path)
             for secondary in value.get("secondaryFiles") or []:
                 self._visit(secondary, os.path.dirname(path))
         elif kind == "Directory" and location.startswith(FLOW_DIR):
@@ -284,6 +329,7 @@ class Exporter:
             for item in value["listing"]:
                 self._visit(item, path)
             value["location"], value["path"] = _file_uri(path), path
+            _final_file_fields(value, path)
         elif kind is None:
             for item in value.values():
                 self._visit(item, None)

@@ -107,3 +107,12 @@ def test_hanging_runner_is_killed_with_its_children(tmp_path: Path) -> None:
     assert time.monotonic() - start < 60
     assert proc.returncode == 1
     assert "[3] nested_cl_bindings (timed out)" in proc.stdout
+
+
+def test_the_runner_gets_the_arguments_users_cwltest_gives(tmp_path: Path) -> None:
+    """Relative paths with their #fragment, as cwltest gives them when run in the suite's folder."""
+    log = tmp_path / "args.log"
+    recorder = script(tmp_path, "recorder", RUNNER.replace("exit ${FAKE_EXIT:-1}", f'echo "$@" >> {log}\nexit 1'))
+    proc = run_cwl(tmp_path, "--runner", str(recorder), "-n", "38")  # wf_scatter_two_flat_crossproduct
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert log.read_text().split()[-2:] == ["tests/scatter-wf3.cwl#main", "tests/scatter-job2.json"]

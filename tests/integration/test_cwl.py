@@ -69,10 +69,11 @@ steps:
 """
 
 
-def flow_cwl(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def flow_cwl(*args: str, cwd: Path, env: dict[str, str] | None = None,
+             timeout: float = 180) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress", *args]
     environment = None if env is None else {**os.environ, **env}
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=180, env=environment)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
 @pytest.fixture

@@ -1,0 +1,49 @@
+"""CWL values and the paths of a tool's outputs: plain helpers shared by the CWL modules (no
+cwltool import, which stays in :mod:`flow.cwl.adapter`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, MutableMapping
+from typing import Any
+
+
+def walk_files(value: Any) -> Iterator[dict[str, Any]]:
+    """Every File and Directory object in a CWL value, outermost first."""
+    if isinstance(value, dict):
+        if value.get("class") in ("File", "Directory"):
+            yield value
+            for key in ("secondaryFiles", "listing"):
+                for item in value.get(key) or []:
+                    yield from walk_files(item)
+            return
+        for item in value.values():
+            yield from walk_files(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk_files(item)
+
+
+def plain(value: Any) -> Any:
+    """A deep copy made of dicts, lists and scalars (ruamel types do not travel well)."""
+    if isinstance(value, MutableMapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def tool_roots(work_dir: str, prefixes: Iterable[str | None]) -> tuple[str, ...]:
+    """The real paths a tool's outputs may lie under: the job's directory and cwltool's
+    directories under the user's ``--tmpdir-prefix`` / ``--tmp-outdir-prefix`` (prefixes of
+    names, as cwltool makes them with mkdtemp)."""
+    real = [os.path.join(os.path.realpath(os.path.dirname(p) or "."), os.path.basename(p)) for p in prefixes if p]
+    return (os.path.realpath(work_dir) + os.sep, *real)
+
+
+def outside_roots(path: str, roots: tuple[str, ...]) -> str | None:
+    """The real path ``path`` resolves to when that is outside ``roots`` (see tool_roots), else None."""
+    real = os.path.realpath(path)
+    if any((real + os.sep).startswith(root) if root.endswith(os.sep) else real.startswith(root) for root in roots):
+        return None
+    return real
