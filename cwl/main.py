@@ -123,7 +123,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # Secrets must be in the environment before the batch system starts its workers; only then
     # is the document loaded before the workers start (otherwise they load it meanwhile).
     try:
-        return _run(args, uri, preload=args.restart or _mentions_secrets(uri))
+        # An option of flow-cwl's own after the document is checked against the tool's inputs
+        # before any job store is made (see _check_misplaced): load first then too.
+        own = set(getattr(args, "own_options", ()))
+        misplaced = any(a.split("=", 1)[0] in own for a in args.job_order)
+        return _run(args, uri, preload=args.restart or misplaced or _mentions_secrets(uri))
     except _SecretsFound:
         return _run(args, uri, preload=True)
 
@@ -139,11 +143,27 @@ def _mentions_secrets(uri: str) -> bool:
 
 def _load(uri: str, args: argparse.Namespace, settings: adapter.RunSettings) -> tuple[Any, dict[str, Any]]:
     process = adapter.load_process(uri, settings)
+    _check_misplaced(args, process)
     if args.restart and not args.job_order:
         return process, {}  # the stored jobs hold the inputs; only secrets need them again
     inputs = adapter.load_inputs(process, args.job_order, settings, args.basedir, args.tool_help)
     adapter.check_requirements(process, settings)  # after the inputs, as cwltool does
     return process, inputs
+
+
+def _check_misplaced(args: argparse.Namespace, process: Any) -> None:
+    """An option of flow-cwl's own after the document, where cwltool reads the tool's inputs
+    (``wf.cwl job.yml --restart``): refused in one line saying where it goes, unless the tool
+    has an input of that name (then it is the tool's, as in cwltool)."""
+    inputs = {f"--{adapter.shortname(port['id'])}" for port in process.tool["inputs"]}
+    own = set(getattr(args, "own_options", ()))
+    misplaced = [a.split("=", 1)[0] for a in args.job_order if a.split("=", 1)[0] in own - inputs]
+    if misplaced:
+        raise adapter.CWLError(
+            f"{', '.join(misplaced)} comes after the document, where flow-cwl (as cwltool) reads the "
+            f"tool's inputs, and the tool has no such input: give flow-cwl's options before the "
+            f"document, e.g. flow-cwl {' '.join(misplaced)} ... {args.workflow} [INPUTS]"
+        )
 
 
 def _hide_secrets(args: argparse.Namespace, process: Any, inputs: dict[str, Any]) -> bytes | None:
@@ -243,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.own_options = sorted(parser._option_string_actions)
     if args.version:
         print(adapter.versions())
         return 0

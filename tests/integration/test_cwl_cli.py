@@ -124,6 +124,19 @@ def test_tool_inputs_as_options(tmp_path: Path) -> None:
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_a_flow_option_after_the_document_is_refused_unless_the_tool_has_that_input(tmp_path: Path) -> None:
+    (tmp_path / "msg.cwl").write_text(MSG_TOOL)
+    (tmp_path / "job.json").write_text(json.dumps({"message": "hi"}))
+    done = flow_cwl("--jobStore", "js", "msg.cwl", "job.json", "--restart", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "--restart comes after the document" in done.stderr and "flow-cwl --restart" in done.stderr
+    assert not (tmp_path / "js").exists()  # refused before any job store was made
+    (tmp_path / "opt.cwl").write_text(MSG_TOOL.replace("count:", "stats:"))
+    done = flow_cwl("--outdir", "out", "opt.cwl", "--message", "hi", "--stats", "7", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # --stats is the tool's input here, as in cwltool
+    assert (tmp_path / "out" / "o.txt").read_text() == "hi 7\n"
+
+
 def test_cwltool_options(tmp_path: Path) -> None:
     (tmp_path / "msg.cwl").write_text(MSG_TOOL)
     version = flow_cwl("--version", cwd=tmp_path)
