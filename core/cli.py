@@ -21,6 +21,7 @@ import psutil
 from flow.batchsystems.abstract import BatchConfig, BatchSystemError
 from flow.batchsystems.registry import batch_system_class
 from flow.core.description import JobDescription, JobState
+from flow.core.jobinfo import print_job
 from flow.core.logs import report
 from flow.core.records import BATCH_SYSTEM, CONFIG, KILL, LEADER, ROOT, STATUS
 from flow.core.resources import format_size, machine_cores, machine_disk, machine_memory
@@ -162,6 +163,8 @@ def _print_status(st: Status) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.job:
+        return print_job(open_job_store(args.jobStore), args.job)
     st = read_status(open_job_store(args.jobStore))
     if args.json:
         print(json.dumps(asdict(st), indent=2))
@@ -313,6 +316,7 @@ def _parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "show a workflow's state, job counts and failed jobs with their logs")
     status.add_argument("--failIfNotComplete", action="store_true", help="exit with 2 unless the workflow succeeded")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    status.add_argument("--job", metavar="ID", help="show one job: its state, log and, if it failed, its last events")
     stats = add("stats", cmd_stats, "show time and memory per job kind (of a run with --stats)")
     stats.add_argument("--all", action="store_true", help="include front-ends' internal job kinds (marked *)")
     stats.add_argument("--json", action="store_true", help="print machine-readable JSON")

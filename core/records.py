@@ -7,3 +7,4 @@ STATUS = "status"  # b"running", b"succeeded" or b"failed"
 LEADER = "leader"  # b"<host> <pid> <process start time>"
 BATCH_SYSTEM = "batch_system"  # the --batchSystem the leader runs jobs on (for flow kill/clean)
 KILL = "kill"  # present: 'flow kill' asked the leader to stop
+STORY = "story-{}"  # a job that failed for good: its last events in the leader, one a line
