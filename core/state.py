@@ -343,6 +343,8 @@ class Scheduler:
                 assert_never(event)
         while self._agenda:
             action, args = self._agenda.popleft()
+            if args and isinstance(args[0], JobRecord) and self.jobs.get(args[0].job_id) is not args[0]:
+                continue  # a job forgotten since (a checkpoint's subtree that re-runs)
             action(*args)
         out, self._out = self._out, []
         return out

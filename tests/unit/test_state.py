@@ -365,3 +365,16 @@ def test_story_is_bounded() -> None:
     story = h.s.story("root")
     assert len(story) == sm.STORY_LENGTH
     assert story[-2].endswith(f"exit code {sm.STORY_LENGTH - 1}")  # the newest are kept
+
+
+def test_checkpoint_rerun_forgets_its_subtree_once() -> None:
+    """Found by the random-graph test: the follow-ons that a failed checkpoint blocks were
+    counted out twice (once forgotten, once blocked), driving visible_waiting negative."""
+    root = desc("root", checkpoint=True)
+    h = Harness(root, retry_count=1)
+    h.succeed(root, desc("kid"), desc("after"), children=["kid"], follow_ons=["after"])
+    h.end("kid", ok=False)
+    out = h.end("kid", ok=False)
+    assert sm.ResetCheckpoint("root", 0) in out
+    assert not h.s.knows("after")
+    assert (h.s.visible_waiting, h.s.visible_issued) == (0, 1)
