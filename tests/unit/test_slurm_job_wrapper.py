@@ -68,11 +68,9 @@ def test_wrapper_kills_what_the_call_left_behind(tmp_path: Path) -> None:
 
 def test_wrapper_enforces_the_time_limit(tmp_path: Path) -> None:
     pid_file, marker = tmp_path / "pids", tmp_path / "job.timeout"
-    started = time.monotonic()
     done = run_wrapper("--time-limit=0.5", f"--marker={marker}", "--",
-                       payloads.ref("spawn_sleepers"), str(pid_file), "1", "60")
-    assert done.returncode == TIME_LIMIT_EXIT
-    assert time.monotonic() - started < 20
+                       payloads.ref("spawn_sleepers"), str(pid_file), "1", "600")
+    assert done.returncode == TIME_LIMIT_EXIT  # long before the payload's 600 s (run_wrapper's timeout)
     assert "exceeded its time limit of 0.5 s" in done.stderr
     assert marker.read_text().strip() == "0.5"
     assert gone([int(p) for p in pid_file.read_text().split()])
