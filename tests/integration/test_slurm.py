@@ -59,6 +59,20 @@ def _slurm() -> None:
     require_slurm()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _sigterm_runs_the_clean_up() -> Iterator[None]:
+    """A ``timeout`` around pytest ends it with SIGTERM, which would skip every teardown and
+    leave the running test's jobs queued: make it a KeyboardInterrupt, after which pytest still
+    tears the fixtures down (and :func:`_cancel_tagged_jobs` cancels)."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.fixture
 def run_tags() -> list[str]:
     """Tags ("flow:<id>") of batch systems a test made; their jobs are cancelled after it."""
