@@ -197,9 +197,13 @@ class BatchSystem(abc.ABC):
     """About six methods; implementations are found through ``flow.batchsystems.registry``."""
 
     name: ClassVar[str] = ""
+    #: What users read in messages ("the local batch system"); defaults to the name.
+    title: ClassVar[str] = ""
 
     def __init__(self, config: BatchConfig) -> None:
         self.config = config
+        self._closed = False  # shutdown() sets it
+        self._next_id = 1
 
     @abc.abstractmethod
     def check_fits(self, job: BatchJob) -> None:
@@ -245,11 +249,21 @@ class BatchSystem(abc.ABC):
     def begin_run(self, run_id: str, restart: bool) -> None:
         """Called once before the first ``issue`` of a run with its stable id (the same across
         restarts). A scheduler whose jobs outlive the leader tags its jobs with ``run_id`` and,
-        when ``restart``, cancels or adopts the jobs an earlier leader of the run left behind.
+        when ``restart``, cancels the jobs an earlier leader of the run left behind.
         The default does nothing."""
         return None
 
-    # Optional hook for restart: re-attach to jobs issued by an earlier leader.
-    def adopt(self, handles: Iterable[str]) -> dict[str, int]:  # pragma: no cover - default
-        """Map scheduler handles recorded by an earlier leader to new batch ids; default none."""
-        return {}
+    # -- for implementations ---------------------------------------------------------------
+
+    def _new_batch_id(self, job: BatchJob) -> int:
+        """The prologue of every ``issue``: the batch system is open and ``job`` fits; return
+        the job's new batch id."""
+        self._check_open()
+        self.check_fits(job)
+        batch_id = self._next_id
+        self._next_id += 1
+        return batch_id
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BatchSystemError(f"the {self.title or self.name} batch system has been shut down")

@@ -5,10 +5,8 @@ output; this module does the bookkeeping, and every external command goes throug
 :func:`run_command`, which counts the calls per command name (:func:`command_calls`).
 
 Each issued job is one scheduler job whose script exports the job's environment and ``exec`` s
-this module's job wrapper (``python -m flow.batchsystems.hpc``): it makes itself a process group,
-calls the worker function in-process, enforces the job's precise time limit (the scheduler's own
-limit is rounded up to minutes, with a margin), and kills what the call left behind in its process
-group. A job that hits the wrapper's limit exits with :data:`TIME_LIMIT_EXIT` after writing a
+the job wrapper of :mod:`flow.batchsystems.job_wrapper` (what runs on the compute node). A job
+that hits the wrapper's precise time limit exits with :data:`TIME_LIMIT_EXIT` after writing a
 marker file next to its output, which the leader reports as TIMEOUT; a scheduler's own TIMEOUT is
 reported as TIMEOUT too.
 
@@ -40,9 +38,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import psutil
-
-from flow.batchsystems import call
 from flow.batchsystems.abstract import (
     BatchConfig,
     BatchJob,
@@ -55,11 +50,12 @@ from flow.batchsystems.abstract import (
     describe_bytes,
     request_problem,
 )
+from flow.batchsystems.job_wrapper import TIME_LIMIT_EXIT, job_command
+
+__all__ = ["TIME_LIMIT_EXIT", "job_command"]  # the wrapper's, re-exported for the plugins
 
 logger = logging.getLogger(__name__)
 
-#: Exit status of a job that the job wrapper ended at its time limit (as coreutils' timeout).
-TIME_LIMIT_EXIT = 124
 #: Seconds an external command may take before it counts as failed.
 COMMAND_TIMEOUT = 120.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -192,19 +188,7 @@ class JobStatus:
     note: str = ""  # the scheduler's reason word, e.g. "NonZeroExitCode"
 
 
-# ---- the job wrapper (runs inside the scheduler's job) -------------------------------------
-
-
-def job_command(
-    python: str, function: str, args: Sequence[str], time_limit: float | None, marker: str | None
-) -> list[str]:
-    """The command line of the job wrapper that calls ``function(*args)`` in a scheduler job."""
-    options = []
-    if time_limit is not None:
-        options.append(f"--time-limit={time_limit!r}")
-        if marker:
-            options.append(f"--marker={marker}")
-    return [python, "-m", "flow.batchsystems.hpc", *options, "--", function, *args]
+# ---- the job script -----------------------------------------------------------------------
 
 
 def job_script(command: Sequence[str], environment: dict[str, str], title: str) -> str:
@@ -216,67 +200,6 @@ def job_script(command: Sequence[str], environment: dict[str, str], title: str) 
         lines.append(f"export {name}={shlex.quote(value)}")
     lines.append("exec " + shlex.join(command))
     return "\n".join(lines) + "\n"
-
-
-def _kill_group_members() -> None:
-    """SIGKILL every other process in this process group (what the call left behind)."""
-    me = os.getpid()
-    group = os.getpgid(0)
-    for pid in psutil.pids():
-        if pid == me:
-            continue
-        try:
-            if os.getpgid(pid) == group:
-                os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _time_is_up(limit: float, marker: str | None) -> None:
-    print(f"flow: the job exceeded its time limit of {limit:g} s and was ended", file=sys.stderr)
-    call.flush_std_streams()
-    _kill_group_members()
-    if marker:
-        try:
-            Path(marker).write_text(f"{limit!r}\n")
-        except OSError as exc:
-            print(f"flow: could not write the time-limit marker {marker}: {exc}", file=sys.stderr)
-    os._exit(TIME_LIMIT_EXIT)
-
-
-def job_main(argv: Sequence[str]) -> int:
-    """``python -m flow.batchsystems.hpc [--time-limit=S] [--marker=PATH] -- module:fn arg...``"""
-    argv = list(argv)
-    limit: float | None = None
-    marker: str | None = None
-    while argv and argv[0] != "--":
-        option, _, value = argv.pop(0).partition("=")
-        if option == "--time-limit":
-            limit = float(value)
-        elif option == "--marker":
-            marker = value
-        else:
-            print(f"flow job wrapper: unknown option {option}", file=sys.stderr)
-            return 2
-    if len(argv) < 2:
-        print("usage: python -m flow.batchsystems.hpc [options] -- module:function [arg ...]",
-              file=sys.stderr)
-        return 2
-    try:
-        os.setpgid(0, 0)  # our own group, so that leftovers can be found and killed
-    except PermissionError:
-        pass  # a session leader already leads its own group
-    timer = None
-    if limit is not None:
-        timer = threading.Timer(max(0.0, limit), _time_is_up, (limit, marker))
-        timer.daemon = True
-        timer.start()
-    code = call.call_function(argv[1], argv[2:])
-    if timer is not None:
-        timer.cancel()
-    call.flush_std_streams()
-    _kill_group_members()
-    return code
 
 
 # ---- the batch system ----------------------------------------------------------------------
@@ -318,12 +241,10 @@ class HPCBatchSystem(BatchSystem):
         super().__init__(config)
         self.tag = f"flow:{uuid.uuid4().hex[:16]}"  # begin_run replaces it with the run id
         self._jobs: dict[int, _Tracked] = {}
-        self._next_id = 1
         self._interval = self.poll_interval[0]
         self._next_poll = 0.0
         self._failing_since: float | None = None
         self._unsure_submissions = False
-        self._closed = False
         self._output_dir: Path | None = None
         wait = config.extra.get("statePollingWait")  # Toil's: seconds between state queries
         if isinstance(wait, (int, float)) and wait > 0:
@@ -391,10 +312,7 @@ class HPCBatchSystem(BatchSystem):
             raise ImpossibleRequestError(job.name, problem)
 
     def issue(self, job: BatchJob) -> int:
-        self._check_open()
-        self.check_fits(job)
-        batch_id = self._next_id
-        self._next_id += 1
+        batch_id = self._new_batch_id(job)
         output, marker = self._paths(batch_id, job)
         try:
             script = job_script(self._job_command(job, marker), self._environment(job), job.name)
@@ -750,10 +668,6 @@ class HPCBatchSystem(BatchSystem):
                 except OSError as exc:
                     logger.debug("could not remove %s: %s", path, exc)
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise BatchSystemError(f"the {self.name} batch system has been shut down")
-
 
 def _merge(base: JobStatus, more: JobStatus | None) -> JobStatus:
     """``base`` completed with what a later, more detailed look (``more``) tells."""
@@ -779,6 +693,3 @@ def _signal_name(number: int) -> str:
     except ValueError:
         return "unknown signal"
 
-
-if __name__ == "__main__":
-    sys.exit(job_main(sys.argv[1:]))

@@ -28,7 +28,7 @@ def batch_system_class(name: str) -> type[BatchSystem]:
     if key not in _SYSTEMS:
         raise KeyError(f"unknown batch system {name!r}; choose one of {', '.join(batch_system_names())}")
     module_name, _, class_name = _SYSTEMS[key].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls: type = getattr(importlib.import_module(module_name), class_name)
     assert issubclass(cls, BatchSystem)
     return cls
 

@@ -169,11 +169,11 @@ class SingleMachineBatchSystem(BatchSystem):
     """Runs worker calls in a pool of local worker processes (see the module docstring)."""
 
     name = "single_machine"
+    title = "single-machine"
 
     def __init__(self, config: BatchConfig) -> None:
         super().__init__(config)
         self._selector = selectors.DefaultSelector()
-        self._next_id = 1
         self._queued: dict[int, BatchJob] = {}  # FIFO by batch id
         self._shapes: dict[Shape, deque[int]] = {}  # the queued ids by request, each FIFO
         self._running: dict[int, _Running] = {}
@@ -186,7 +186,6 @@ class SingleMachineBatchSystem(BatchSystem):
         self._free_cores = float(config.max_cores)
         self._free_memory = int(config.max_memory)
         self._free_disk = int(config.max_disk)
-        self._closed = False
         self._start_method = os.environ.get(START_METHOD_VARIABLE, "fork")
         if self._start_method not in ("fork", "spawn"):
             raise BatchSystemError(f"{START_METHOD_VARIABLE} must be 'fork' or 'spawn', not {self._start_method!r}")
@@ -206,13 +205,10 @@ class SingleMachineBatchSystem(BatchSystem):
             raise ImpossibleRequestError(job.name, problem)
 
     def issue(self, job: BatchJob) -> int:
-        self._check_open()
         scale = self.config.extra.get("scale")  # Toil's --scale: cores times this
         if isinstance(scale, (int, float)) and scale != 1.0:
             job = dataclasses.replace(job, cores=job.cores * scale)
-        self.check_fits(job)
-        batch_id = self._next_id
-        self._next_id += 1
+        batch_id = self._new_batch_id(job)
         self._queued[batch_id] = job
         self._shapes.setdefault(self._shape(job), deque()).append(batch_id)
         self._dispatch()
@@ -476,7 +472,3 @@ class SingleMachineBatchSystem(BatchSystem):
                 if worker in open_workers and worker.read() is None:
                     open_workers.discard(worker)
                     self._selector.unregister(worker.fd_out)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise BatchSystemError("the single-machine batch system has been shut down")

@@ -23,6 +23,7 @@ from flow.core import leaderlock, records
 from flow.core.autoscale import node_usage, terminate_leftover_nodes
 from flow.core.description import JobDescription, JobState
 from flow.core.exceptions import FlowError
+from flow.core.jobinfo import print_job
 from flow.core.leaderlock import Leader, read_leader
 from flow.core.logs import report
 from flow.core.plan import add_plan_arguments, cmd_plan
@@ -170,6 +171,8 @@ def _print_status(st: Status) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.job:
+        return print_job(open_job_store(args.jobStore), args.job)
     st = read_status(open_job_store(args.jobStore))
     if args.json:
         print(json.dumps(asdict(st), indent=2))
@@ -358,6 +361,7 @@ def _parser() -> argparse.ArgumentParser:
     status = add("status", cmd_status, "show a workflow's state, job counts and failed jobs with their logs")
     status.add_argument("--failIfNotComplete", action="store_true", help="exit with 2 unless the workflow succeeded")
     status.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    status.add_argument("--job", metavar="ID", help="show one job: its state, log and, if it failed, its last events")
     stats = add("stats", cmd_stats, "show time and memory per job kind (of a run with --stats)")
     stats.add_argument("--all", action="store_true", help="include front-ends' internal job kinds (marked *)")
     stats.add_argument("--json", action="store_true", help="print machine-readable JSON")

@@ -8,11 +8,13 @@ descriptions the scheduler needs, and carries out its instructions.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import assert_never
 
 from flow.batchsystems.abstract import (
     BatchJob,
@@ -34,6 +36,9 @@ from flow.jobstores.abstract import JobStore
 logger = logging.getLogger("flow.leader")
 
 WORKER_FUNCTION = "flow.core.worker:run_job"
+#: Set to 1 to check the scheduler's invariants after every step (the tests do; it costs time
+#: proportional to the number of jobs per step).
+VALIDATE_VARIABLE = "FLOW_VALIDATE"
 
 
 @dataclass
@@ -66,6 +71,8 @@ class Leader:
         self._memory: dict[str, int] = {}  # job id -> memory of its last issue (--doubleMem)
         self._held_services: deque[sm.Issue] = deque()  # over --maxServiceJobs, in order
         self._services_up: dict[str, bool] = {}  # issued service job id -> preemptible
+        self._outcome: bool | None = None  # set by the Finished instruction
+        self._validate = os.environ.get(VALIDATE_VARIABLE, "") not in ("", "0")
 
     # ---- the loop ---------------------------------------------------------------------------
     def load(self, root_id: str, known: Iterable[JobDescription] = (), restart: bool = False) -> None:
@@ -81,14 +88,33 @@ class Leader:
         while True:
             while self._events:
                 self._carry_out(self.scheduler.step(self._events.popleft()))
+                if self._validate:
+                    self.validate()
             self._show_progress()
-            if self.scheduler.finished is not None:
-                return self.scheduler.finished
+            if self._outcome is not None:
+                return self._outcome
             for ended in self.batch.wait(self._timeout()):
                 if ended.batch_id in self._job_of:  # else: a job this leader killed
                     self._events.append(self._job_ended(ended))
             self._poll_services()
             self._maybe_tick()
+
+    def validate(self) -> None:
+        """The scheduler's invariants, and that the jobs it has issued are the ones this leader
+        has in the batch system (or whose end is queued as an event)."""
+        self.scheduler.validate()
+        queued = {e.job_id for e in self._events if isinstance(e, sm.JobEnded)}
+        in_flight = {
+            j for j, r in self.scheduler.jobs.items()
+            if r.status in (sm.Status.ISSUED, sm.Status.SERVICE_RUNNING)
+        }
+        held = {i.job_id for i in self._held_services}  # over --maxServiceJobs: issued later
+        problems = [f"{j} is issued in the scheduler but not in the batch system"
+                    for j in sorted(in_flight - set(self._batch_of) - queued - held)]
+        problems += [f"{j} is in the batch system but not issued in the scheduler"
+                     for j in sorted(set(self._batch_of) - in_flight)]
+        if problems:
+            raise sm.InvariantViolation(problems)
 
     def _timeout(self) -> float:
         if self._starting_services:
@@ -195,23 +221,28 @@ class Leader:
     # ---- instructions out ----------------------------------------------------------------------
     def _carry_out(self, instructions: Iterable[sm.Instruction]) -> None:
         for ins in instructions:
-            if isinstance(ins, sm.Issue):
-                self._issue(ins)
-            elif isinstance(ins, sm.Kill):
-                self._kill(ins)
-            elif isinstance(ins, sm.StopService):
-                self.store.write_shared(SERVICE_STOP.format(ins.job_id), b"1")
-            elif isinstance(ins, sm.SaveRetries):
-                self._rewrite(ins.job_id, retries_left=ins.retries_left)
-            elif isinstance(ins, sm.ResetCheckpoint):
-                self._reset_checkpoint(ins)
-            elif isinstance(ins, sm.JobFailed):
-                self._report_failure(ins)
-            elif isinstance(ins, sm.JobRetried):
-                logger.warning("%s failed: %s; retrying (%d more retr%s allowed)", ins.label, ins.reason,
-                               ins.retries_left, "y" if ins.retries_left == 1 else "ies")
-            elif isinstance(ins, sm.Abort):
-                raise JobGraphDeadlockException(ins.reason)
+            match ins:
+                case sm.Issue():
+                    self._issue(ins)
+                case sm.Kill():
+                    self._kill(ins)
+                case sm.StopService():
+                    self.store.write_shared(SERVICE_STOP.format(ins.job_id), b"1")
+                case sm.SaveRetries():
+                    self._rewrite(ins.job_id, retries_left=ins.retries_left)
+                case sm.ResetCheckpoint():
+                    self._reset_checkpoint(ins)
+                case sm.JobFailed():
+                    self._report_failure(ins)
+                case sm.JobRetried():
+                    logger.warning("%s failed: %s; retrying (%d more retr%s allowed)", ins.label,
+                                   ins.reason, ins.retries_left, "y" if ins.retries_left == 1 else "ies")
+                case sm.Finished():
+                    self._outcome = ins.succeeded
+                case sm.Abort():
+                    raise JobGraphDeadlockException(ins.reason)
+                case _:
+                    assert_never(ins)
 
     def _service_slot_free(self, ins: sm.Issue) -> bool:
         s = self.settings
@@ -294,6 +325,8 @@ class Leader:
             self.store.write_log(ins.job_id, f"{ins.label} failed: {ins.reason}\n".encode())
         tail = raw.decode(errors="replace") if raw else ""
         self.failed.append(FailedJob(ins.job_id, ins.label, ins.reason, tail))
+        if ins.story:  # for flow status --job
+            self.store.write_shared(records.STORY.format(ins.job_id), "\n".join(ins.story).encode())
         shown = "\n".join("  | " + line for line in tail.rstrip().splitlines()[-40:])
         logger.error("job %s (%s) failed: %s%s", ins.label, ins.job_id, ins.reason, "\n" + shown if shown else "")
 

@@ -305,7 +305,7 @@ def set_env(options: argparse.Namespace) -> dict[str, str]:
 def default_argument_parser(jobstore_as_flag: bool = False) -> argparse.ArgumentParser:
     """Job.Runner.getDefaultArgumentParser: configargparse, so ``--config FILE`` (YAML) and the
     environment (``FLOW_<OPTION>``, e.g. FLOW_MAXCORES=4) give defaults, as in Toil."""
-    parser = configargparse.ArgumentParser(
+    parser: argparse.ArgumentParser = configargparse.ArgumentParser(
         config_file_parser_class=configargparse.YAMLConfigFileParser,
         ignore_unknown_config_file_keys=True,  # 'toil config' lists options flow has not
         auto_env_var_prefix="FLOW_",

@@ -24,6 +24,7 @@ BATCH_SYSTEM = "batch_system"  # the --batchSystem the leader runs jobs on (for 
 KILL = "kill"  # present: 'flow kill' asked the leader to stop
 PROVISIONER = "provisioner"  # pickled {"name", "run_id", "extra"}: written before the first node is launched
 NODES = "nodes"  # pickled list of the run's nodes: {"id", "type", "launched", "ended"} (wall-clock seconds)
+STORY = "story-{}"  # a job that failed for good: its last events in the leader, one a line
 
 #: Whatever unpickling a damaged record may raise.
 UNREADABLE = (

@@ -43,7 +43,7 @@ def _script_path(module: types.ModuleType) -> str | None:
         return str(marked)
     if module.__name__ == "__main__":
         path = getattr(module, "__file__", None)
-        if path and path.endswith(".py"):
+        if isinstance(path, str) and path.endswith(".py"):
             return os.path.realpath(path)
     return None
 

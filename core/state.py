@@ -9,6 +9,12 @@ its services start, then its children run, then (once every child's subtree is d
 follow-ons; then its services stop and the job is done, which its predecessors count. A failed
 job's successors never run; independent branches finish; failure propagates up once a phase has
 settled, and a checkpoint job with retries left re-runs its whole subtree instead of failing.
+
+The machine checks itself (as dask's worker state machine does): every status change must be in
+:data:`TRANSITIONS` (else :class:`InvalidTransition`, with the job's recent events), each job keeps
+a bounded story of its last events (:attr:`JobRecord.story`), and :meth:`Scheduler.validate`
+checks every invariant of the whole state (see :mod:`flow.core.invariants`); the unit tests call
+it after every step, and the leader does too when ``FLOW_VALIDATE=1``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import enum
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from flow.core.description import JobDescription, JobState
 
@@ -35,6 +41,65 @@ class Status(enum.Enum):
 
 
 SETTLED = frozenset({Status.DONE, Status.FAILED, Status.BLOCKED})
+#: States of a job whose body has run and that waits for its services or successors.
+OWNING = frozenset({Status.STARTING_SERVICES, Status.RUNNING_SUCCESSORS, Status.STOPPING_SERVICES})
+
+_S = Status
+#: The legal status changes. WAITING -> DONE/FAILED is a stored run replayed on restart (or a job
+#: with no retries left); an owning job goes back to WAITING when its checkpoint re-runs.
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    _S.WAITING: frozenset({_S.ISSUED, _S.STARTING_SERVICES, _S.RUNNING_SUCCESSORS, _S.DONE,
+                           _S.FAILED, _S.BLOCKED}),
+    _S.ISSUED: frozenset({_S.WAITING, _S.SERVICE_RUNNING, _S.DONE, _S.FAILED}),
+    _S.SERVICE_RUNNING: frozenset({_S.DONE, _S.FAILED}),
+    _S.STARTING_SERVICES: frozenset({_S.RUNNING_SUCCESSORS, _S.STOPPING_SERVICES, _S.FAILED,
+                                     _S.WAITING}),
+    _S.RUNNING_SUCCESSORS: frozenset({_S.RUNNING_SUCCESSORS, _S.STOPPING_SERVICES, _S.DONE,
+                                      _S.FAILED, _S.WAITING}),
+    _S.STOPPING_SERVICES: frozenset({_S.DONE, _S.FAILED, _S.WAITING}),
+    _S.DONE: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.BLOCKED: frozenset(),
+}
+
+#: Events kept per job in its story.
+STORY_LENGTH = 32
+
+
+class Phase(enum.Enum):
+    """Which successors of a job are under way."""
+
+    CHILDREN = "children"
+    FOLLOW_ONS = "follow_ons"
+
+
+class SchedulerBug(Exception):
+    """The scheduler broke its own rules: a bug in flow, not in the workflow."""
+
+
+class InvalidTransition(SchedulerBug):
+    """A status change that :data:`TRANSITIONS` does not allow."""
+
+    def __init__(self, job_id: str, start: Status, finish: Status, story: Iterable[str]) -> None:
+        self.job_id = job_id
+        self.start = start
+        self.finish = finish
+        self.story = tuple(story)
+        events = "".join(f"\n  {line}" for line in self.story)
+        super().__init__(
+            f"scheduler bug: job {job_id} may not go from {start.value} to {finish.value}; "
+            f"its last events:{events or ' none'}"
+        )
+
+
+class InvariantViolation(SchedulerBug):
+    """:meth:`Scheduler.validate` found the state inconsistent; ``problems`` says how."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        shown = "".join(f"\n  - {p}" for p in self.problems[:20])
+        more = f"\n  ... and {len(self.problems) - 20} more" if len(self.problems) > 20 else ""
+        super().__init__(f"scheduler bug: {len(self.problems)} invariant(s) broken:{shown}{more}")
 
 
 # ---- events --------------------------------------------------------------------------------
@@ -128,6 +193,8 @@ class JobFailed:
     job_id: str
     label: str
     reason: str
+    #: The job's last events in the scheduler, for ``flow status --job`` (not compared).
+    story: tuple[str, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -170,7 +237,7 @@ class JobRecord:
         "status", "stored_ran", "retries_left", "lost_reissues", "preds_needed", "preds_arrived",
         "parents", "children", "follow_ons", "services", "phase", "outstanding", "phase_failed",
         "services_pending", "services_alive", "owner", "reason", "stop_sent", "service_parent",
-        "accelerator_specs",
+        "accelerator_specs", "max_retries", "story",
     )
 
     def __init__(self, desc: JobDescription, defaults: Defaults) -> None:
@@ -191,6 +258,8 @@ class JobRecord:
         self.time_limit = min(limits) if limits else None
         self.status = Status.WAITING
         self.retries_left = desc.retries_left if desc.retries_left >= 0 else defaults.retry_count
+        self.max_retries = max(self.retries_left, defaults.retry_count)
+        self.story: deque[str] = deque(maxlen=STORY_LENGTH)
         self.lost_reissues = 0
         self.preds_needed = desc.predecessors
         self.preds_arrived = 0
@@ -199,7 +268,7 @@ class JobRecord:
         self.reason = ""
         self.stop_sent = False
         self.service_parent = desc.service_parent
-        self.phase = 0
+        self.phase = Phase.CHILDREN
         self.outstanding = 0
         self.phase_failed = False
         self.services_pending = 0
@@ -238,6 +307,7 @@ class Scheduler:
         self._out: list[Instruction] = []
         self._agenda: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._deadlock_since: float | None = None
+        self._steps = 0  # events handled, for the stories
 
     # ---- queries (no state change) ---------------------------------------------------------
     def knows(self, job_id: str) -> bool:
@@ -246,24 +316,47 @@ class Scheduler:
     def record(self, job_id: str) -> JobRecord:
         return self.jobs[job_id]
 
+    def story(self, job_id: str) -> tuple[str, ...]:
+        """The job's last events (oldest first); empty for a job the scheduler does not know."""
+        rec = self.jobs.get(job_id)
+        return tuple(rec.story) if rec is not None else ()
+
+    def validate(self) -> None:
+        """Check every invariant of the state; raise :class:`InvariantViolation` if one fails."""
+        from flow.core.invariants import problems  # it imports this module
+
+        found = problems(self)
+        if found:
+            raise InvariantViolation(found)
+
     # ---- the one entry point -------------------------------------------------------------------
     def step(self, event: Event) -> list[Instruction]:
-        if isinstance(event, Started):
-            self._on_started(event)
-        elif isinstance(event, JobEnded):
-            self._on_job_ended(event)
-        elif isinstance(event, ServiceStarted):
-            self._on_service_started(event.job_id)
-        elif isinstance(event, Tick):
-            self._on_tick(event)
+        self._steps += 1
+        match event:
+            case Started():
+                self._on_started(event)
+            case JobEnded():
+                self._on_job_ended(event)
+            case ServiceStarted():
+                self._on_service_started(event.job_id)
+            case Tick():
+                self._on_tick(event)
+            case _:
+                assert_never(event)
         while self._agenda:
             action, args = self._agenda.popleft()
+            if args and isinstance(args[0], JobRecord) and self.jobs.get(args[0].job_id) is not args[0]:
+                continue  # a job forgotten since (a checkpoint's subtree that re-runs)
             action(*args)
         out, self._out = self._out, []
         return out
 
     def _later(self, action: Callable[..., None], *args: Any) -> None:
         self._agenda.append((action, args))
+
+    def _tell(self, rec: JobRecord, text: str) -> None:
+        """Add ``text`` to the job's story."""
+        rec.story.append(f"#{self._steps} {text}")
 
     # ---- event handlers --------------------------------------------------------------------
     def _on_started(self, event: Started) -> None:
@@ -281,6 +374,9 @@ class Scheduler:
         if rec is None or rec.status not in (Status.ISSUED, Status.SERVICE_RUNNING):
             return  # a late report for a job already killed or settled
         self._learn(event.descriptions)
+        how = "succeeded" if event.succeeded else f"failed: {event.reason or 'no reason given'}"
+        flags = "".join(f" [{w}]" for w, on in (("lost", event.lost), ("permanent", event.permanent)) if on)
+        self._tell(rec, f"batch job ended, {how}{flags}")
         if rec.is_service:
             self._service_exited(rec, event)
             return
@@ -311,6 +407,7 @@ class Scheduler:
     def _attempt_failed(self, rec: JobRecord, reason: str, lost: bool) -> None:
         """Count a failed attempt; the job re-runs when it becomes ready, if retries remain."""
         rec.reason = reason
+        self._tell(rec, f"attempt failed: {reason}" + (" (lost)" if lost else ""))
         if lost and rec.lost_reissues < self.defaults.max_lost_reissues:
             rec.lost_reissues += 1
             self._out.append(JobRetried(rec.job_id, rec.label, reason, rec.retries_left))
@@ -334,7 +431,7 @@ class Scheduler:
             if child.status is Status.WAITING:
                 self._ready(child)
         if owner.services_pending == 0 and owner.status is Status.STARTING_SERVICES:
-            self._begin_phase(owner, 0)
+            self._begin_phase(owner, Phase.CHILDREN)
 
     def _service_children(self, owner: JobRecord, host_id: str) -> list[JobRecord]:
         """Services of ``owner`` added with ``parentService`` = the service ``host_id``."""
@@ -389,6 +486,14 @@ class Scheduler:
                 rec.update_from(desc)
 
     def _set_status(self, rec: JobRecord, status: Status) -> None:
+        if status not in TRANSITIONS[rec.status]:
+            raise InvalidTransition(rec.job_id, rec.status, status, rec.story)
+        self._tell(rec, f"{rec.status.value} -> {status.value}")
+        self._count(rec, status)
+        rec.status = status
+
+    def _count(self, rec: JobRecord, status: Status | None) -> None:
+        """Keep the visible counters as ``rec`` goes to ``status`` (None: forgotten)."""
         if not rec.hidden:
             for st, delta in ((rec.status, -1), (status, 1)):
                 if st is Status.WAITING:
@@ -397,7 +502,6 @@ class Scheduler:
                     self.visible_issued += delta
                 elif st is Status.DONE:
                     self.visible_done += delta
-        rec.status = status
 
     def _ready(self, rec: JobRecord) -> None:
         """All predecessors have reached ``rec``: run it (or take its stored run)."""
@@ -430,13 +534,13 @@ class Scheduler:
                 if host.status is Status.WAITING and self._parent_service_up(host):
                     self._ready(host)
         else:
-            self._begin_phase(rec, 0)
+            self._begin_phase(rec, Phase.CHILDREN)
 
-    def _begin_phase(self, rec: JobRecord, phase: int) -> None:
-        members = rec.children if phase == 0 else rec.follow_ons
+    def _begin_phase(self, rec: JobRecord, phase: Phase) -> None:
+        members = rec.children if phase is Phase.CHILDREN else rec.follow_ons
         if not members:
-            if phase == 0:
-                self._begin_phase(rec, 1)
+            if phase is Phase.CHILDREN:
+                self._begin_phase(rec, Phase.FOLLOW_ONS)
             else:
                 self._finish(rec)
             return
@@ -458,8 +562,8 @@ class Scheduler:
         if parent.outstanding == 0 and parent.status is Status.RUNNING_SUCCESSORS:
             if parent.phase_failed:
                 self._finish(parent, failed=True)
-            elif parent.phase == 0:
-                self._begin_phase(parent, 1)
+            elif parent.phase is Phase.CHILDREN:
+                self._begin_phase(parent, Phase.FOLLOW_ONS)
             else:
                 self._finish(parent)
 
@@ -524,7 +628,7 @@ class Scheduler:
         """Forget the subtree and run the checkpoint job again."""
         for job_id in self._subtree(rec):
             gone = self.jobs.pop(job_id)
-            self._set_status(gone, Status.BLOCKED)
+            self._count(gone, None)  # forgotten, not settled
             self.failed.pop(job_id, None)
         rec.retries_left -= 1
         rec.stored_ran = False
@@ -555,7 +659,8 @@ class Scheduler:
 
     def _record_failure(self, rec: JobRecord, reason: str) -> None:
         self.failed[rec.job_id] = reason
-        self._out.append(JobFailed(rec.job_id, rec.label, reason))
+        self._tell(rec, f"failed for good: {reason}")
+        self._out.append(JobFailed(rec.job_id, rec.label, reason, tuple(rec.story)))
 
     def _block(self, rec: JobRecord) -> None:
         """``rec`` can never run. Settle it for predecessors that already reached it."""

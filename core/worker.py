@@ -29,7 +29,7 @@ import flow.batchsystems
 import flow.jobstores
 from flow.core import deferred, promise, records, scriptref
 from flow.core.description import INLINE_LIMIT, JobDescription, JobState
-from flow.core.exceptions import FlowError
+from flow.core.exceptions import FlowError, PromiseError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.core.requirements import accelerator_count
@@ -167,7 +167,7 @@ def read_return_value(store: JobStore, job_id: str) -> Any:
         paths.append(path)
     raw = desc.result if desc.result is not None else store.read_result(job_id)
     if raw is None:
-        raise promise.PromiseError(
+        raise PromiseError(
             f"a promise of job {desc.label} ({job_id}) was read before that job returned; "
             "promises may only be passed to successors of the job that makes them"
         )

@@ -43,7 +43,7 @@ def split_locator(locator: str) -> tuple[str, str]:
 def job_store_class(locator: str) -> type[JobStore]:
     scheme, _ = split_locator(locator)
     module_name, _, class_name = _STORES[scheme].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls: type = getattr(importlib.import_module(module_name), class_name)
     assert issubclass(cls, JobStore)
     return cls
 

@@ -38,7 +38,7 @@ def provisioner_class(name: str) -> type[Provisioner]:
     if key not in _PROVISIONERS:
         raise KeyError(f"unknown provisioner {name!r}; choose one of {', '.join(provisioner_names())}")
     module_name, _, class_name = _PROVISIONERS[key].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Provisioner] = getattr(importlib.import_module(module_name), class_name)
     assert issubclass(cls, Provisioner)
     return cls
 

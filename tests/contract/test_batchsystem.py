@@ -320,13 +320,11 @@ def test_impossible_requests_are_refused(
 ) -> None:
     system = make_batch_system(max_cores=2, max_memory=4 * GiB, max_disk=4 * GiB)
     too_big = job("succeed", name="greedy", **resources)  # type: ignore[arg-type]
-    started = time.monotonic()
     with pytest.raises(ImpossibleRequestError, match=words) as info:
         system.check_fits(too_big)
     assert info.value.job_name == "greedy"
     with pytest.raises(ImpossibleRequestError):
         system.issue(too_big)
-    assert time.monotonic() - started < 5
     system.check_fits(job("succeed", cores=2, memory=4 * GiB, disk=4 * GiB))  # exactly fits
     assert system.running() == {}
 
@@ -379,9 +377,7 @@ def test_kill_running_job(make_batch_system: MakeBatchSystem, tmp_path: Path) ->
     pid_file = tmp_path / "pids"
     batch_id = system.issue(job("spawn_sleepers", str(pid_file), "2", "30"))
     wait_for_file(system, pid_file)
-    started = time.monotonic()
-    system.kill([batch_id])
-    assert time.monotonic() - started < 10
+    system.kill([batch_id])  # returns once the job is gone:
     assert batch_id not in system.running()
     assert system.wait(0.5) == []
     assert_processes_gone(read_pids(pid_file))  # the job's subprocesses die with it
@@ -408,22 +404,17 @@ def test_wait_times_out_when_idle(make_batch_system: MakeBatchSystem) -> None:
     system = make_batch_system()
     started = time.monotonic()
     assert system.wait(0.5) == []
-    elapsed = time.monotonic() - started
-    assert 0.45 <= elapsed < 5
-    started = time.monotonic()
-    assert system.wait(0) == []
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started >= 0.45  # it waited (a lower bound: no load can break it)
+    assert system.wait(0) == []  # and returns at once (else the test's timeout ends it)
 
 
 def test_wait_returns_when_a_job_ends(make_batch_system: MakeBatchSystem) -> None:
     system = make_batch_system()
     batch_id = system.issue(job("sleep", "0.2"))
-    started = time.monotonic()
     exits: list[JobExit] = []
     while not exits:
-        exits = system.wait(30)
+        exits = system.wait(3600)  # returns when the job ends: the test's timeout is far shorter
     assert [exit_.batch_id for exit_ in exits] == [batch_id]
-    assert time.monotonic() - started < 15  # not the full 30 s
 
 
 @pytest.mark.slow

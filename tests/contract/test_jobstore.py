@@ -465,8 +465,13 @@ def test_lock_is_exclusive_until_released(store: JobStore) -> None:
     assert store.lock_holder() == "leader-a"
     store.acquire_lock("leader-a", _never)  # taking it again is a no-op for its holder
     seen: list[str] = []
+
+    def refuse(holder: str) -> bool:
+        seen.append(holder)
+        return False
+
     with pytest.raises(JobStoreLockedError) as caught:
-        store.acquire_lock("leader-b", lambda holder: seen.append(holder) or False)
+        store.acquire_lock("leader-b", refuse)
     assert seen == ["leader-a"] and caught.value.holder == "leader-a"
     assert store.locator in str(caught.value)
     store.release_lock("leader-b")  # not the holder: nothing happens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,7 @@ def options(tmp_path: Path) -> argparse.Namespace:
     opts.maxCores = 2
     opts.workDir = str(tmp_path / "work")
     return opts
+
+
+# Every leader in these tests checks the scheduler's invariants after each step (flow.core.leader).
+os.environ.setdefault("FLOW_VALIDATE", "1")

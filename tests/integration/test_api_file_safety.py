@@ -122,9 +122,8 @@ def try_crafted_ids(job, crafted, victim):
             outcome[f"delete {file_id}"] = "no error"
         except NoSuchFileError as exc:
             outcome[f"delete {file_id}"] = f"NoSuchFileError {exc.file_id == file_id} {exc}"
-    outcome["scratch intact"] = keep.read_text() == "scratch content" and sorted(
-        os.listdir(fs.localTempDir)
-    ) == ["keep.txt"]
+    intact = keep.read_text() == "scratch content" and sorted(os.listdir(fs.localTempDir)) == ["keep.txt"]
+    outcome["scratch intact"] = str(intact)
     return outcome
 
 
@@ -198,7 +197,7 @@ def test_crafted_file_ids_raise_and_touch_nothing(options: argparse.Namespace, t
                "aa/aaaaaaaaaaaaaaaa/unknown.txt"]
     with Flow(options) as flow:
         outcome = flow.start(Job.wrapJobFn(try_crafted_ids, crafted, str(victim), **SMALL))
-    assert outcome.pop("scratch intact") is True
+    assert outcome.pop("scratch intact") == "True"
     # deleting a well-formed id of no file is no error (as in Toil); the others name the id
     assert outcome.pop("delete aa/aaaaaaaaaaaaaaaa/unknown.txt") == "no error"
     for key, value in outcome.items():

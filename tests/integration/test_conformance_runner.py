@@ -9,7 +9,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -102,9 +101,7 @@ def test_baseline_regressions_improvements_and_update(tmp_path: Path) -> None:
 
 def test_hanging_runner_is_killed_with_its_children(tmp_path: Path) -> None:
     runner = script(tmp_path, "hang", HANGER)
-    start = time.monotonic()
     proc = run_cwl(tmp_path, "--runner", str(runner), "-n", "3", "--timeout", "2")
-    assert time.monotonic() - start < 60
     assert proc.returncode == 1
     assert "[3] nested_cl_bindings (timed out)" in proc.stdout
 

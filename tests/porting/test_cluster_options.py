@@ -95,7 +95,7 @@ def test_state_polling_wait_spaces_the_state_queries(tmp_path: Path) -> None:
         config = BatchConfig(max_cores=1, max_memory=MiB, max_disk=MiB, work_dir=str(tmp_path), extra=extra)
         system = make_batch_system("slurm", config)
         try:
-            return system.poll_interval  # type: ignore[attr-defined, no-any-return]
+            return system.poll_interval  # type: ignore[attr-defined]
         finally:
             system.shutdown()
 

@@ -25,6 +25,19 @@ def ran(d: JobDescription, children: Iterable[str] = (), follow_ons: Iterable[st
     return out
 
 
+@pytest.fixture(autouse=True)
+def validate_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every scheduler in these tests checks its invariants after each step."""
+    step = sm.Scheduler.step
+
+    def checked(self: sm.Scheduler, event: sm.Event) -> list[sm.Instruction]:
+        out = step(self, event)
+        self.validate()
+        return out
+
+    monkeypatch.setattr(sm.Scheduler, "step", checked)
+
+
 def issued(instructions: Iterable[sm.Instruction]) -> list[str]:
     return [i.job_id for i in instructions if isinstance(i, sm.Issue)]
 
@@ -290,3 +303,78 @@ def test_restart_gives_unrun_jobs_fresh_retries() -> None:
     s = sm.Scheduler(sm.Defaults(retry_count=2))
     assert issued(s.step(sm.Started("root", (root, a), fresh_retries=True))) == ["a"]
     assert s.record("a").retries_left == 2
+
+
+def test_illegal_transition_raises_with_the_jobs_story() -> None:
+    root = desc("root")
+    h = Harness(root)
+    h.succeed(root)
+    rec = h.s.record("root")
+    with pytest.raises(sm.InvalidTransition) as caught:
+        h.s._set_status(rec, sm.Status.ISSUED)  # a settled job never runs again
+    err = caught.value
+    assert (err.job_id, err.start, err.finish) == ("root", sm.Status.DONE, sm.Status.ISSUED)
+    assert any("waiting -> issued" in line for line in err.story)
+    assert any("batch job ended, succeeded" in line for line in err.story)
+    assert "may not go from done to issued" in str(err)
+
+
+def test_every_status_has_its_transitions_and_settled_ones_none() -> None:
+    assert set(sm.TRANSITIONS) == set(sm.Status)
+    for status in sm.SETTLED:
+        assert sm.TRANSITIONS[status] == frozenset()
+
+
+@pytest.mark.parametrize("corrupt, words", [
+    (lambda s: setattr(s, "visible_done", s.visible_done + 1), "visible_done"),
+    (lambda s: setattr(s.record("a"), "outstanding", 5), "waits for 5"),
+    (lambda s: setattr(s.record("kid"), "retries_left", 9), "retries left"),
+    (lambda s: s.record("kid").parents.append("a"), "predecessor"),
+    (lambda s: setattr(s, "finished", True), "finished is True"),
+    (lambda s: setattr(s.record("b"), "status", sm.Status.DONE), "successor"),
+])
+def test_validate_finds_a_broken_state(corrupt: object, words: str) -> None:
+    root, a, b, kid = desc("root", ["a", "b"]), desc("a"), desc("b", ["c"]), desc("kid")
+    h = Harness(root, a, b, kid, desc("c"))
+    h.succeed(root)
+    h.succeed(a, kid, children=["kid"])
+    h.s.validate()
+    corrupt(h.s)  # type: ignore[operator]
+    with pytest.raises(sm.InvariantViolation) as caught:
+        h.s.validate()
+    assert any(words in p for p in caught.value.problems), caught.value.problems
+
+
+def test_a_job_that_fails_for_good_carries_its_story() -> None:
+    root = desc("root")
+    h = Harness(root, retry_count=1)
+    h.end("root", root, ok=False, reason="exit code 3")
+    out = h.end("root", root, ok=False, reason="exit code 4")
+    failed = next(i for i in out if isinstance(i, sm.JobFailed))
+    story = "\n".join(failed.story)
+    assert "attempt failed: exit code 3" in story and "attempt failed: exit code 4" in story
+    assert story.count("waiting -> issued") == 2
+    assert h.s.story("root")[-1].endswith("waiting -> failed")
+
+
+def test_story_is_bounded() -> None:
+    root = desc("root")
+    h = Harness(root, retry_count=100)
+    for i in range(sm.STORY_LENGTH):
+        h.end("root", root, ok=False, reason=f"exit code {i}")
+    story = h.s.story("root")
+    assert len(story) == sm.STORY_LENGTH
+    assert story[-2].endswith(f"exit code {sm.STORY_LENGTH - 1}")  # the newest are kept
+
+
+def test_checkpoint_rerun_forgets_its_subtree_once() -> None:
+    """Found by the random-graph test: the follow-ons that a failed checkpoint blocks were
+    counted out twice (once forgotten, once blocked), driving visible_waiting negative."""
+    root = desc("root", checkpoint=True)
+    h = Harness(root, retry_count=1)
+    h.succeed(root, desc("kid"), desc("after"), children=["kid"], follow_ons=["after"])
+    h.end("kid", ok=False)
+    out = h.end("kid", ok=False)
+    assert sm.ResetCheckpoint("root", 0) in out
+    assert not h.s.knows("after")
+    assert (h.s.visible_waiting, h.s.visible_issued) == (0, 1)
