@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wdl_scatter import gathered_lines, write_inputs  # noqa: E402
+from wdl_scatter import gathered_lines, write_inputs
 
 #: Per process: stage -> exclusive seconds; the stack of stages running.
 _totals: dict[str, float] = defaultdict(float)
