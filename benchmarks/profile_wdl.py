@@ -73,7 +73,9 @@ def _timed(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _hook(owner: Any, name: str, stage: str) -> None:
-    setattr(owner, name, _timed(stage, getattr(owner, name)))
+    """Time ``owner.name`` as ``stage`` (if this version of flow has it: before/after runs)."""
+    if hasattr(owner, name):
+        setattr(owner, name, _timed(stage, getattr(owner, name)))
 
 
 def install_hooks(out_dir: str, use_cprofile: bool) -> None:
@@ -92,6 +94,7 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
     _hook(worker, "_commit", "job records")
     _hook(worker, "_load_job", "job load")
     _hook(files.Localizer, "__call__", "staging")
+    _hook(files.Localizer, "localize_all", "staging")
     _hook(adapter.TaskContext, "bind_inputs", "binding")
     _hook(adapter.TaskContext, "runtime", "binding")
     _hook(adapter.TaskContext, "command", "binding")

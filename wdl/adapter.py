@@ -709,6 +709,8 @@ def static_runtime(ref: ExeRef, inputs: Values) -> dict[str, Any]:
     """The runtime values that can be known before the task runs (no file reads): for the job's
     requirements. What needs a file or fails is left out."""
     task = resolve(ref)
+    if not task.runtime:
+        return {}
     env = _env({k: v for k, v in inputs.items() if not isinstance(v, WDL.Value.Null)})
     stdlib = _no_files_stdlib(version(task))
     for decl in _in_dependency_order([d for d in (*(task.inputs or []), *task.postinputs) if d.name not in env]):
