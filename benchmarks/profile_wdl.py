@@ -23,7 +23,8 @@ workers' CPU time. The stages:
 - leader reads: the leader reading the records of finished jobs
 - leader scheduling: the scheduler's steps and issuing jobs to the batch system
 - leader waiting for workers: the leader idle, waiting for a job to end
-- cleanup, export: the job store and scratch space removed, the outputs copied out at the end
+- cleanup: the run's scratch space and the job store removed at the end
+- export: the outputs copied out of the job store at the end
 - other: everything else (the worker loop, the pool's pipes, interpreter start-up)
 """
 
@@ -109,8 +110,10 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
     _hook(leader.Leader, "_issue", "leader scheduling")
     _hook(records, "load_description", "job records read")
     _hook(SingleMachineBatchSystem, "wait", "leader waiting for workers")
-    _hook(FileJobStore, "destroy", "cleanup: job store")
-    _hook(common.shutil, "rmtree", "cleanup: scratch")
+    _hook(FileJobStore, "destroy", "cleanup")
+    if hasattr(common, "shutil"):  # before: the scratch space (and the store's trees) by rmtree
+        _hook(common.shutil, "rmtree", "cleanup")
+    _hook(common, "remove_trees", "cleanup")
     _hook(files.Exporter, "__call__", "export")
 
     run_job = worker.run_job
