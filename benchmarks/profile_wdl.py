@@ -55,6 +55,7 @@ _totals: dict[str, float] = defaultdict(float)
 _stack: list[list[float]] = []  # [start, time spent in nested stages]
 _owner = os.getpid()
 _profile: cProfile.Profile | None = None
+_profile_pid = os.getpid()
 
 
 def _timed(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -121,8 +122,8 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
     @functools.wraps(run_job)
     def run_and_report(locator: str, job_id: str) -> int:
         global _profile
-        if os.getpid() != _owner and use_cprofile and _profile is None:
-            _profile = cProfile.Profile()
+        if _profile_pid != os.getpid():  # the first job of a worker forked from the leader
+            _start_worker(use_cprofile)
         if _profile is not None:
             _profile.enable()
         try:
@@ -133,6 +134,17 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
             _dump(out_dir)
 
     worker.run_job = run_and_report  # type: ignore[assignment]
+
+
+def _start_worker(use_cprofile: bool) -> None:
+    """A forked worker's own totals and profile, not the leader's it was forked with."""
+    global _profile, _profile_pid
+    if _profile is not None:
+        _profile.disable()
+    _profile = cProfile.Profile() if use_cprofile else None
+    _profile_pid = os.getpid()
+    _totals.clear()
+    _stack.clear()  # the leader's frames, which never return in this process
 
 
 def _dump(out_dir: str) -> None:

@@ -209,6 +209,7 @@ def _main_exe(doc: Any, uri: str, task: str) -> Any:
                    f"--task NAME (its tasks: {tasks})")
 
 
+@functools.lru_cache(maxsize=256)
 def resolve(ref: ExeRef) -> Any:
     exe = _main_exe(load(ref.uri), ref.uri, ref.task)
     for call_id in ref.calls:

@@ -48,12 +48,14 @@ class TaskDirs:
 
     @functools.cached_property
     def _own(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-        """The task's own folders and files, as named and resolved: resolved once per task, as
-        flow makes them and they stay where they are (each realpath is a stat per level)."""
+        """The task's own folders and files, as named and resolved: the root resolved once per
+        task (each realpath is a stat per level), the names in it taken as flow made them, so
+        that one the command replaced by a link is not followed."""
+        root = os.path.realpath(self.root)
         tops = (self.work, self.inputs, self.writes)
         files = (self.stdout, self.stderr)
-        return (tops, tuple(map(os.path.realpath, tops)), files,
-                tuple(map(os.path.realpath, files)))
+        return (tops, tuple(os.path.join(root, os.path.basename(t)) for t in tops), files,
+                tuple(os.path.join(root, os.path.basename(f)) for f in files))
 
 
     def shown(self, path: str) -> str:
