@@ -96,7 +96,6 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
     _hook(worker, "_commit", "job records")
     _hook(worker, "_load_job", "job load")
     _hook(files.Localizer, "__call__", "staging")
-    _hook(files.Localizer, "localize_all", "staging")
     _hook(adapter.TaskContext, "bind_inputs", "binding")
     _hook(adapter.TaskContext, "runtime", "binding")
     _hook(adapter.TaskContext, "command", "binding")

@@ -21,7 +21,6 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from flow.core.exceptions import FlowError
@@ -213,12 +212,6 @@ class Localizer:
     sibling files stay side by side and files of the same name from different folders do not
     collide. Remembers what it made, so outputs that are inputs keep their identity."""
 
-    #: Input files from which a task's files are copied by several threads (a gather's): each
-    #: copy mostly waits on the file system, and one after the other they were the gather's
-    #: critical path (0.7 ms each on a busy ext4, benchmarks/profile_wdl.py).
-    PARALLEL_FROM = 16
-    THREADS = 4
-
     def __init__(self, file_store: FileStore, inputs_dir: str) -> None:
         self.file_store = file_store
         self.inputs_dir = inputs_dir
@@ -237,20 +230,6 @@ class Localizer:
         if file_id is not None:
             self._copy(target, file_id)
         return target
-
-    def localize_all(self, values: list[str]) -> None:
-        """Materialise the files of these ``flowfile:`` values (others are left to ``__call__``):
-        where each goes is decided in order, as ``__call__`` would; the copies of many files are
-        made by several threads."""
-        copies = [self._place(v) for v in dict.fromkeys(values) if v not in self.by_uri and parse(v)]
-        todo = [(target, file_id) for target, file_id in copies if file_id is not None]
-        if len(todo) < self.PARALLEL_FROM:
-            for target, file_id in todo:
-                self._copy(target, file_id)
-            return
-        with ThreadPoolExecutor(self.THREADS, thread_name_prefix="flow-wdl-localize") as pool:
-            for _ in pool.map(lambda item: self._copy(*item), todo):
-                pass
 
     def _place(self, value: str) -> tuple[str, str | None]:
         """Where ``value``'s file goes, remembered; and the file id to copy there (None: it is

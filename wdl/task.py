@@ -156,7 +156,6 @@ class WDLTaskJob(PackedJob):
         os.makedirs(dirs.work)
         localizer = files.Localizer(fileStore, dirs.inputs)
         task = adapter.TaskContext(self.ref, dirs)
-        localizer.localize_all(adapter.paths(self.inputs.values()))
         inputs = adapter.map_paths(self.inputs, localizer)
         # A File that became a String (coerced, interpolated) names the file here too.
         task.bind_inputs(adapter.map_strings(inputs, lambda text: files.replace_uris(
