@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import pickle
-import shutil
 import signal
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from flow.jobstores.abstract import (
     JobStoreWriteError,
 )
 from flow.jobstores.registry import create_job_store, open_job_store
+from flow.jobstores.removal import remove_trees
 
 logger = logging.getLogger("flow")
 
@@ -287,7 +287,7 @@ class Flow:
             if autoscaling is not None:  # every node of the run, whatever the outcome
                 autoscaling.shutdown()
             if self._config is not None:  # the run's scratch space (jobs clean their own)
-                shutil.rmtree(os.path.join(self._config.work_dir, f"flow-{self._config.workflow_id}"), ignore_errors=True)
+                remove_trees([os.path.join(self._config.work_dir, f"flow-{self._config.workflow_id}")])
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         self._outcome = "succeeded" if ok else "failed"

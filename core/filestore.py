@@ -70,16 +70,22 @@ class _Janitor:
 
     #: Seconds an exiting process waits for its pending removals.
     DRAIN_TIMEOUT = 60.0
+    #: Seconds the thread lets removals pile up before one ``rm`` takes them all. Waking it
+    #: for every job cost short jobs a thread switch and a fork of ``rm`` (holding the GIL)
+    #: each: 1 to 3 ms per job on a busy 2-core machine (benchmarks/profile_wdl.py).
+    BATCH_DELAY = 0.25
 
     def __init__(self) -> None:
         self._pid = -1
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def remove(self, path: str) -> None:
         if self._pid != os.getpid():  # first use in this process (or a forked child of one)
             self._pid = os.getpid()
             self._queue = queue.SimpleQueue()
+            self._stop = threading.Event()
             self._thread = threading.Thread(target=self._work, name="flow-janitor", daemon=True)
             self._thread.start()
             atexit.register(self.drain)
@@ -88,6 +94,7 @@ class _Janitor:
     def _work(self) -> None:
         while True:
             paths = [self._queue.get()]
+            self._stop.wait(self.BATCH_DELAY)  # not woken by later puts: they pile up meanwhile
             with contextlib.suppress(queue.Empty):
                 while True:
                     paths.append(self._queue.get_nowait())
@@ -112,6 +119,7 @@ class _Janitor:
         """Finish the pending removals (at exit)."""
         if self._thread is not None and self._pid == os.getpid():
             self._queue.put(None)
+            self._stop.set()
             self._thread.join(self.DRAIN_TIMEOUT)
             self._thread = None
             self._pid = -1

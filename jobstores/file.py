@@ -61,6 +61,7 @@ from flow.jobstores.abstract import (
 )
 from flow.jobstores.copying import copy_data
 from flow.jobstores.registry import split_locator
+from flow.jobstores.removal import remove_trees
 
 MARKER = "flow-jobstore.json"
 DELETING = "flow-jobstore.deleting"
@@ -299,11 +300,11 @@ class FileJobStore(JobStore):
             state = "deleting"
         if state == "deleting":
             with os.scandir(self.root) as entries:
-                for entry in list(entries):
-                    if entry.is_dir(follow_symlinks=False):
-                        shutil.rmtree(entry.path, ignore_errors=True)
-                    elif entry.name != DELETING:
-                        _unlink_quiet(entry.path)
+                listed = list(entries)
+            for entry in listed:
+                if not entry.is_dir(follow_symlinks=False) and entry.name != DELETING:
+                    _unlink_quiet(entry.path)
+            remove_trees(e.path for e in listed if e.is_dir(follow_symlinks=False))
             _unlink_quiet(f"{self.root}/{DELETING}")
         with suppress(FileNotFoundError):
             shutil.rmtree(self.root)

@@ -209,6 +209,7 @@ def _main_exe(doc: Any, uri: str, task: str) -> Any:
                    f"--task NAME (its tasks: {tasks})")
 
 
+@functools.lru_cache(maxsize=256)
 def resolve(ref: ExeRef) -> Any:
     exe = _main_exe(load(ref.uri), ref.uri, ref.task)
     for call_id in ref.calls:
@@ -583,11 +584,9 @@ def _missing(decl: Any) -> Any:
 class _TaskStdLib(WDL.StdLib.Base):
     """The standard library inside a task: files are local paths (the same in a container)."""
 
-    def __init__(self, wdl_version: str, dirs: TaskDirs, outputs: bool = False) -> None:
+    def __init__(self, wdl_version: str, dirs: TaskDirs) -> None:
         super().__init__(wdl_version, write_dir=dirs.writes)
         self._dirs = dirs
-        if outputs:
-            self._add_output_functions()
 
     def _local(self, filename: str) -> str:
         return filename if os.path.isabs(filename) else os.path.join(self._dirs.work, filename)
@@ -697,7 +696,8 @@ class TaskContext:
 
     def outputs(self) -> Values:
         """Evaluate the outputs after the command ran (paths local, missing optional files null)."""
-        stdlib = _TaskStdLib(version(self.task), self.dirs, outputs=True)
+        stdlib = self.stdlib  # done with the inputs: the same library, with stdout() and glob()
+        stdlib._add_output_functions()
         out: Values = {}
         for decl in _in_dependency_order(self.task.outputs):
             value = self._eval_decl(decl, stdlib, outputs=True)
@@ -710,8 +710,10 @@ def static_runtime(ref: ExeRef, inputs: Values) -> dict[str, Any]:
     """The runtime values that can be known before the task runs (no file reads): for the job's
     requirements. What needs a file or fails is left out."""
     task = resolve(ref)
+    if not task.runtime:
+        return {}
     env = _env({k: v for k, v in inputs.items() if not isinstance(v, WDL.Value.Null)})
-    stdlib = _NoFilesStdLib(version(task))
+    stdlib = _no_files_stdlib(version(task))
     for decl in _in_dependency_order([d for d in (*(task.inputs or []), *task.postinputs) if d.name not in env]):
         if decl.expr is None:
             continue
@@ -726,6 +728,13 @@ def static_runtime(ref: ExeRef, inputs: Values) -> dict[str, Any]:
         except EVAL_ERRORS:
             continue
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _no_files_stdlib(wdl_version: str) -> Any:
+    """One per WDL version and process: it holds no state (miniwdl's cost to build one is a
+    third of a millisecond, paid for every task job made)."""
+    return _NoFilesStdLib(wdl_version)
 
 
 class _NoFilesStdLib(WDL.StdLib.Base):

@@ -218,12 +218,22 @@ class Localizer:
         self.by_uri: dict[str, str] = {}
         self.by_path: dict[str, str] = {}
         self._folders: dict[tuple[str, str], str] = {}  # (folder key, basename) -> file id there
+        self._made: set[str] = set()
+        self._real_inputs: str | None = None
 
     def __call__(self, value: str, is_directory: bool) -> str:
         if is_directory:
             raise WDLFileError(f"Directory values are not supported: {value}")
         if value in self.by_uri:
             return self.by_uri[value]
+        target, file_id = self._place(value)
+        if file_id is not None:
+            self._copy(target, file_id)
+        return target
+
+    def _place(self, value: str) -> tuple[str, str | None]:
+        """Where ``value``'s file goes, remembered; and the file id to copy there (None: it is
+        there already)."""
         ref = parse(value)
         if ref is None:
             if not (os.path.isabs(value) or is_url(value)):
@@ -236,13 +246,18 @@ class Localizer:
             folder = f"{ref.folder}-{n}"
         self._folders[(folder, ref.basename)] = ref.file_id
         target = os.path.join(self.inputs_dir, folder, ref.basename)
-        if not os.path.exists(target):
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            self.file_store.readGlobalFile(ref.file_id, userPath=target)
+        fresh = target not in self._made and not os.path.exists(target)
+        self._made.add(target)
         self.by_uri[value] = target
-        self.by_path.setdefault(os.path.realpath(target), ref.uri)
-        return target
+        if self._real_inputs is None:
+            self._real_inputs = os.path.realpath(self.inputs_dir)
+        # the folders under inputs_dir are flow's own, never links: no realpath per file
+        self.by_path.setdefault(os.path.join(self._real_inputs, folder, ref.basename), ref.uri)
+        return target, ref.file_id if fresh else None
 
+    def _copy(self, target: str, file_id: str) -> None:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        self.file_store.readGlobalFile(file_id, userPath=target)
 
     def uris_for_paths(self, text: str) -> str:
         """``text`` (a String output) with the local paths of input files in it as their URIs

@@ -19,8 +19,8 @@ from typing import Any
 
 from flow.core.exceptions import ChangedReadFileError, FlowError
 from flow.core.filestore import FileStore
-from flow.core.job import Job
 from flow.wdl import adapter, files
+from flow.wdl.packing import PackedJob, PackedValues
 from flow.wdl.taskdirs import TaskDirs
 
 GB = 1000**3
@@ -124,7 +124,7 @@ def return_codes(runtime: dict[str, Any]) -> set[int] | None:
     return {int(codes)}
 
 
-class WDLTaskJob(Job):
+class WDLTaskJob(PackedJob):
     """Runs one call of a task; returns its outputs named ``<namespace>.<output>``."""
 
     def __init__(self, ref: adapter.ExeRef, inputs: adapter.Values, label: str, namespace: str,
@@ -149,10 +149,10 @@ class WDLTaskJob(Job):
             print(f"flow-wdl: call {self.label} failed: {exc}", file=sys.stderr)
             raise
         prefix = f"{self.namespace}." if self.namespace else ""
-        return {prefix + name: value for name, value in outputs.items()}
+        return PackedValues({prefix + name: value for name, value in outputs.items()})
 
     def _run(self, fileStore: FileStore) -> adapter.Values:
-        dirs = TaskDirs(fileStore.getLocalTempDir())
+        dirs = TaskDirs(fileStore.localTempDir)  # the job's own scratch: one folder fewer
         os.makedirs(dirs.work)
         localizer = files.Localizer(fileStore, dirs.inputs)
         task = adapter.TaskContext(self.ref, dirs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -39,13 +40,22 @@ class TaskDirs:
         output paths: without it, ``File o = "/etc/passwd"`` would copy a host file out."""
         full = os.path.normpath(os.path.join(self.work, path))
         real = os.path.realpath(full)
-        tops = [self.work, self.inputs, self.writes]
-        files = [self.stdout, self.stderr]
-        as_written = (any(_within(full, t) or _within(full, os.path.realpath(t)) for t in tops)
-                      or full in files or full in map(os.path.realpath, files))
-        resolved = (any(_within(real, os.path.realpath(t)) for t in tops)
-                    or real in map(os.path.realpath, files))
+        tops, real_tops, files, real_files = self._own
+        as_written = (any(_within(full, t) for t in (*tops, *real_tops))
+                      or full in files or full in real_files)
+        resolved = any(_within(real, t) for t in real_tops) or real in real_files
         return not (as_written and resolved)
+
+    @functools.cached_property
+    def _own(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """The task's own folders and files, as named and resolved: the root resolved once per
+        task (each realpath is a stat per level), the names in it taken as flow made them, so
+        that one the command replaced by a link is not followed."""
+        root = os.path.realpath(self.root)
+        tops = (self.work, self.inputs, self.writes)
+        files = (self.stdout, self.stderr)
+        return (tops, tuple(os.path.join(root, os.path.basename(t)) for t in tops), files,
+                tuple(os.path.join(root, os.path.basename(f)) for f in files))
 
 
     def shown(self, path: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.wdl import adapter, files
+from flow.wdl.packing import PackedJob, PackedValues
 from flow.wdl.task import RunSettings, WDLTaskJob
 
 OUTPUTS = "__outputs__"
@@ -58,7 +59,7 @@ class Frame:
     label: str  # "wf", "wf.sub": the prefix of its calls' names in logs
 
 
-class WDLInternalJob(Job):
+class WDLInternalJob(PackedJob):
     """A front-end job that only evaluates and schedules: hidden from the progress bar and the
     default log. Default requirements, so that a worker can chain into the task it schedules."""
 
@@ -70,10 +71,11 @@ class WDLInternalJob(Job):
 
     def run(self, fileStore: FileStore) -> Any:
         try:
-            return self.evaluate(files.StoreFiles(fileStore, self.frame.settings.origins))
+            value = self.evaluate(files.StoreFiles(fileStore, self.frame.settings.origins))
         except (adapter.WDLError, files.WDLFileError) as exc:
             print(f"flow-wdl: workflow {self.frame.label} failed: {exc}", file=sys.stderr)
             raise
+        return PackedValues(value) if type(value) is dict else value  # else a promise
 
     def evaluate(self, store: files.StoreFiles) -> Any:
         raise NotImplementedError
