@@ -132,7 +132,7 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
                 _profile.disable()
             _dump(out_dir)
 
-    worker.run_job = run_and_report  # type: ignore[assignment]
+    worker.run_job = run_and_report
 
 
 def _start_worker(use_cprofile: bool) -> None:

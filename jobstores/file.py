@@ -293,7 +293,7 @@ class FileJobStore(JobStore):
             except OSError:
                 pass
             else:
-                shutil.rmtree(trash, ignore_errors=True)
+                remove_trees([trash])
                 return
         if state == "store":
             os.replace(f"{self.root}/{MARKER}", f"{self.root}/{DELETING}")
@@ -327,7 +327,7 @@ class FileJobStore(JobStore):
             return
         for path in leftovers:
             if os.path.lexists(f"{path}/{MARKER}") or os.path.lexists(f"{path}/{DELETING}"):
-                shutil.rmtree(path, ignore_errors=True)
+                remove_trees([path])
 
     # ---- the leader lock -----------------------------------------------------------------------
     @contextmanager

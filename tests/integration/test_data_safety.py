@@ -254,12 +254,13 @@ def test_interrupted_cleanup_is_never_taken_for_a_new_store(tmp_path: Path) -> N
     # of the store is deleted.
     killer = textwrap.dedent(f'''
         import os, shutil
-        from flow.jobstores.file import FileJobStore
-        def rmtree(path, *args, **kwargs):
-            shutil._real_rmtree(os.path.join(path, "shared"))
+        from flow.jobstores import file
+        def remove_trees(paths, *args, **kwargs):
+            for path in paths:
+                shutil.rmtree(os.path.join(path, "shared"))
             os.kill(os.getpid(), 9)
-        shutil._real_rmtree, shutil.rmtree = shutil.rmtree, rmtree
-        FileJobStore({str(run.store)!r}).destroy()
+        file.remove_trees = remove_trees
+        file.FileJobStore({str(run.store)!r}).destroy()
     ''')
     subprocess.run([sys.executable, "-c", killer], timeout=60)
     # The store is gone as a whole (what is left is a hidden sibling, deleted by the next look).
