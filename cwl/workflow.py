@@ -179,9 +179,13 @@ class CWLScatter(CWLStep):
                           self.settings.max_cores)
         promises: list[Any] = []
         for start in range(0, len(flat), size):
-            batch = CWLBatch(ref, flat[start:start + size], self.settings, process)
-            self.addChild(batch)
-            promises.extend(batch.rv(i) for i in range(len(batch.inputs)))
+            if size == 1:  # a small scatter: a job per invocation, as without batches
+                job: Job = CWLJob(ref, flat[start], self.settings, process)
+                promises.append(job.rv())
+            else:
+                job = CWLBatch(ref, flat[start:start + size], self.settings, process)
+                promises.extend(job.rv(i) for i in range(len(flat[start:start + size])))
+            self.addChild(job)
         each = iter(promises)
         return _map_leaves(evaluated, lambda io: None if io is None else next(each))
 
