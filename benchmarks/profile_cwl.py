@@ -31,22 +31,23 @@ from cwl_scatter import write_inputs
 WORKER_PHASES: list[tuple[str, int, str, str]] = [
     ("worker: run_job (whole job, incl. chained)", 0, "core/worker.py", "run_job"),
     ("load job record + promises", 1, "core/worker.py", "_load_job"),
-    ("CWLJob.run (tool step)", 1, "cwl/jobs.py", "run"),
+    ("CWLJob/CWLBatch.run", 1, "cwl/jobs.py", "run"),
     ("resolve tool (cached load)", 2, "cwl/adapter.py", "resolve"),
-    ("stage inputs (file store copies)", 2, "cwl/staging.py", "__call__"),
-    ("cwltool run_process", 2, "cwl/adapter.py", "run_process"),
-    ("cwltool job construction (tool.job)", 3, "cwltool/command_line_tool.py", "job"),
-    ("input binding (bind_input)", 4, "cwltool/builder.py", "bind_input"),
-    ("command line (generate_arg)", 4, "cwltool/builder.py", "generate_arg"),
-    ("path mapper", 4, "cwltool/pathmapper.py", "__init__"),
-    ("job run (stage + fork + wait)", 3, "cwltool/job.py", "run"),
-    ("staging (stage_files)", 4, "cwltool/process.py", "stage_files"),
-    ("subprocess (_job_popen)", 4, "cwltool/job.py", "_job_popen"),
-    ("output collection", 4, "cwltool/command_line_tool.py", "collect_output_ports"),
-    ("checksums (compute_checksums)", 5, "cwltool/process.py", "compute_checksums"),
-    ("relocate outputs", 3, "cwltool/process.py", "relocateOutputs"),
-    ("check read files", 2, "core/filestore.py", "check_read_files"),
-    ("store outputs (writeGlobalFile)", 2, "cwl/staging.py", "store_outputs"),
+    ("one invocation (run_tool)", 2, "cwl/jobs.py", "run_tool"),
+    ("stage inputs (file store copies)", 3, "cwl/staging.py", "__call__"),
+    ("cwltool run_process", 3, "cwl/adapter.py", "run_process"),
+    ("cwltool job construction (tool.job)", 4, "cwltool/command_line_tool.py", "job"),
+    ("input binding (bind_input)", 5, "cwltool/builder.py", "bind_input"),
+    ("command line (generate_arg)", 5, "cwltool/builder.py", "generate_arg"),
+    ("path mapper", 5, "cwltool/pathmapper.py", "__init__"),
+    ("job run (stage + fork + wait)", 4, "cwltool/job.py", "run"),
+    ("staging (stage_files)", 5, "cwltool/process.py", "stage_files"),
+    ("subprocess (_job_popen)", 5, "cwltool/job.py", "_job_popen"),
+    ("output collection", 5, "cwltool/command_line_tool.py", "collect_output_ports"),
+    ("checksums (compute_checksums)", 6, "cwltool/process.py", "compute_checksums"),
+    ("relocate outputs", 4, "cwltool/process.py", "relocateOutputs"),
+    ("check read files", 3, "core/filestore.py", "check_read_files"),
+    ("store outputs (writeGlobalFile)", 3, "cwl/staging.py", "store_outputs"),
     ("CWL step/scatter/gather jobs", 1, "cwl/workflow.py", "run"),
     ("commit (job records, result)", 1, "core/worker.py", "_commit"),
     ("new job records", 2, "core/worker.py", "write_new_jobs"),
@@ -60,7 +61,7 @@ def _profiled_worker(profile_dir: str) -> None:
     from flow.core import worker
     from flow.cwl import jobs
 
-    original_run_job, original_run = worker.run_job, jobs.CWLJob.run
+    original_run_job, original_run_tool = worker.run_job, jobs.run_tool
     profiles: dict[str, cProfile.Profile] = {}
 
     def profile(kind: str) -> cProfile.Profile:
@@ -78,14 +79,14 @@ def _profiled_worker(profile_dir: str) -> None:
             for kind, prof in profiles.items():
                 prof.dump_stats(os.path.join(profile_dir, f"{kind}-{os.getpid()}.prof"))
 
-    def run(self: Any, fileStore: Any) -> Any:
-        label = "gather" if str(self.displayName).startswith("gather") else "tool"
+    def run_tool(process: Any, *args: Any) -> Any:
+        label = "gather" if str(process.tool.get("id", "")).endswith("gather.cwl") else "tool"
         start = time.perf_counter()
         if label == "gather":
             profile("all").disable()
             profile("gather").enable()
         try:
-            return original_run(self, fileStore)
+            return original_run_tool(process, *args)
         finally:
             if label == "gather":
                 profile("gather").disable()
@@ -94,7 +95,7 @@ def _profiled_worker(profile_dir: str) -> None:
                 handle.write(f"{label} {time.perf_counter() - start:.6f}\n")
 
     worker.run_job = run_job  # type: ignore[assignment]
-    jobs.CWLJob.run = run  # type: ignore[method-assign]
+    jobs.run_tool = run_tool  # called by name from CWLJob.run and CWLBatch.run
 
 
 def _stats(paths: list[str]) -> pstats.Stats | None:
@@ -184,10 +185,10 @@ def _report(args: argparse.Namespace, profile_dir: str, leader: cProfile.Profile
     print(f"wall: {wall:.2f} s   load average: {os.getloadavg()[0]:.2f}")
     print(f"leader CPU: {leader_cpu:.2f} s = {1000 * leader_cpu / max(1, args.n):.2f} ms per step")
     if tool_walls:
-        print(f"tool step CWLJob.run wall: mean {1000 * sum(tool_walls) / len(tool_walls):.2f} ms "
+        print(f"tool invocation (run_tool) wall: mean {1000 * sum(tool_walls) / len(tool_walls):.2f} ms "
               f"over {len(tool_walls)} steps")
     for seconds in walls.get("gather", []):
-        print(f"gather CWLJob.run wall: {1000 * seconds:.1f} ms")
+        print(f"gather invocation (run_tool) wall: {1000 * seconds:.1f} ms")
     workers = _stats(glob.glob(os.path.join(profile_dir, "all-*.prof")))
     if workers is not None:
         _print_phases(workers, max(1, args.n), "worker, per scattered step (all jobs but the gather)")
