@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
@@ -91,6 +92,9 @@ def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore
 MAX_BATCH = 100
 #: Batches per job slot of the machine: enough for the slots to stay busy to the end.
 BATCHES_PER_SLOT = 4
+#: Environment variable: an exact batch size, for tests (the conformance suite's scatters are
+#: too small to be batched otherwise).
+BATCH_VARIABLE = "FLOW_CWL_BATCH_SIZE"
 
 
 def batch_size(count: int, cores: float, max_cores: float | None) -> int:
@@ -98,6 +102,9 @@ def batch_size(count: int, cores: float, max_cores: float | None) -> int:
     runs: about BATCHES_PER_SLOT batches for each invocation the machine runs at once, so that
     every slot keeps busy to the end, and at most MAX_BATCH (a cluster, max_cores None: 64
     slots are assumed)."""
+    forced = os.environ.get(BATCH_VARIABLE, "")
+    if forced.isdigit() and int(forced) > 0:
+        return int(forced)
     slots = max(1, int(max_cores // max(cores, 0.001))) if max_cores else 64
     return max(1, min(MAX_BATCH, math.ceil(count / (BATCHES_PER_SLOT * slots))))
 
@@ -128,10 +135,20 @@ class CWLBatch(Job):
         self.settings = settings
 
     def run(self, fileStore: FileStore) -> list[Any]:
+        """Each invocation's output object, stored as a shared record once its files are in
+        the store: a batch run again (after a failure, a killed worker or leader) runs only the
+        invocations that had not finished, as one job per invocation would."""
         process = adapter.resolve(self.ref, self.settings)
         results = []
-        for one in self.inputs:
+        for index, one in enumerate(self.inputs):
+            record = f"cwl-batch-{self.jobStoreID}-{index}"
+            done = fileStore.jobStore.read_shared(record)
+            if done is not None:
+                results.append(json.loads(done))
+                continue
             # Each in its own scratch directory, left to the janitor with the job's scratch:
-            # removing them one by one costs more than the tool (rmdir is slow on overlayfs).
-            results.append(run_tool(process, one, self.settings, fileStore, fileStore.getLocalTempDir(), False))
+            # removing them one by one costs more than the tool (rmdir is slow under load).
+            outputs = run_tool(process, one, self.settings, fileStore, fileStore.getLocalTempDir(), False)
+            fileStore.jobStore.write_shared(record, json.dumps(outputs).encode())
+            results.append(outputs)
         return results

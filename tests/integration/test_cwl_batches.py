@@ -128,3 +128,53 @@ def test_a_failing_invocation_in_a_batch_fails_the_run(docs: Path) -> None:
     assert "exited with status 1" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert json.loads(result.stdout) == {}
+
+
+RESUMING = """
+cwlVersion: v1.2
+class: Workflow
+requirements: {ScatterFeatureRequirement: {}}
+inputs:
+  words: string[]
+  marker: string
+outputs:
+  out: {type: 'File[]', outputSource: say/out}
+steps:
+  say:
+    run:
+      class: CommandLineTool
+      inputs: {word: string, marker: string}
+      baseCommand: [sh, -c, 'test "$0" != bad || test -e "$1.ok" || exit 3; echo "$0" >> "$1.log"; echo "$0"']
+      arguments: [$(inputs.word), $(inputs.marker)]
+      outputs: {out: {type: stdout}}
+    scatter: word
+    in: {word: words, marker: marker}
+    out: [out]
+"""
+
+
+def test_restart_runs_only_the_unfinished_invocations_of_a_batch(docs: Path, tmp_path: Path) -> None:
+    """An invocation fails in the middle of a batch; after --restart every invocation has run
+    exactly once to its end (those before it in its batch are not run again)."""
+    marker = tmp_path / "marker"
+    words = [f"word{i}" for i in range(40)]
+    words[23] = "bad"
+    (docs / "resume.cwl").write_text(textwrap.dedent(RESUMING))
+    (docs / "job.json").write_text(json.dumps({"words": words, "marker": str(marker)}))
+    store = str(tmp_path / "js")
+    base = [sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress", "--maxCores", "1",
+            "--jobStore", store]
+    failed = subprocess.run([*base, "--retryCount", "0", "resume.cwl", "job.json"], cwd=docs,
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1, failed.stderr
+    assert "exited with status 3" in failed.stderr, failed.stderr
+    ran_before = Path(f"{marker}.log").read_text().splitlines()
+    assert "word22" in ran_before and "bad" not in ran_before  # batch of 10: 20..29
+    Path(f"{marker}.ok").touch()
+    resumed = subprocess.run([*base, "--restart", "resume.cwl", "job.json"], cwd=docs,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    out = json.loads(resumed.stdout)["out"]
+    assert [Path(f["path"]).read_text() for f in out] == [f"{w}\n" for w in words]
+    ran = Path(f"{marker}.log").read_text().splitlines()
+    assert sorted(ran) == sorted(words), "an invocation ran twice, or never"
