@@ -257,11 +257,12 @@ def cwl_workload(n: int, pause: float) -> Workload:
             _write(os.path.join(scratch, "job.json"), json.dumps(
                 {"indices": list(range(n)), "log": os.path.join(scratch, "runs.log"), "pause": pause}))
         out = os.path.join(scratch, f"out-{segment}")
+        # flow-cwl's options go before the document: what follows it belongs to the tool
         argv = [os.path.join(os.path.dirname(sys.executable), "flow-cwl"), "--no-container", "--quiet",
                 "--jobStore", os.path.join(scratch, "js"), "--outdir", out, "--maxCores", "2",
-                *_core_options(scratch), workflow, os.path.join(scratch, "job.json")]
-        return Run([*argv, "--restart"] if restart else argv, os.path.join(scratch, "js"),
-                   os.path.join(out, "all.txt"))
+                *_core_options(scratch), *(["--restart"] if restart else []),
+                workflow, os.path.join(scratch, "job.json")]
+        return Run(argv, os.path.join(scratch, "js"), os.path.join(out, "all.txt"))
 
     return Workload("cwl", [*map(str, range(n)), "gather"], expected(n), command,
                     lambda run, stdout: _output_text(stdout, "all"))
