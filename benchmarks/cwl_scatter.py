@@ -9,7 +9,8 @@ Prints 'name: value unit' lines per N: each runner's wall time, flow-cwl's leade
 (VmHWM of the flow-cwl process, read from /proc while it runs; its workers are other
 processes), flow-cwl's time per step and its ratio to cwltool --parallel, and the load average
 before each run (the machine is shared: figures under load are not comparable). Checks that
-every runner produced all N lines, in order.
+every runner produced all N lines, in order. Above 5,000 steps the gather reads the paths from
+a file (a command line cannot hold them).
 """
 
 from __future__ import annotations
@@ -42,6 +43,26 @@ outputs:
 stdout: all.txt
 """
 
+#: The gather for large N: 20,000 paths overflow a command line (cat fails, E2BIG, as it does
+#: under cwltool), so the paths go through a file that cwltool writes (one JavaScript evaluation).
+GATHER_LISTED = """cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  InlineJavascriptRequirement: {}
+  InitialWorkDirRequirement:
+    listing:
+      - entryname: paths.txt
+        entry: "${return inputs.files.map(function(f) { return f.path; }).join('\\\\n') + '\\\\n';}"
+baseCommand: [sh, -c, 'tr "\\n" "\\0" < paths.txt | xargs -0 cat']
+inputs:
+  files: File[]
+outputs:
+  all: {type: stdout}
+stdout: all.txt
+"""
+#: Above this many steps the gather reads its paths from a file (GATHER_LISTED).
+LISTED_ABOVE = 5000
+
 WORKFLOW = """cwlVersion: v1.2
 class: Workflow
 requirements: {ScatterFeatureRequirement: {}}
@@ -63,7 +84,8 @@ steps:
 
 
 def write_inputs(directory: str, n: int) -> tuple[str, str]:
-    for name, text in (("echo.cwl", ECHO), ("gather.cwl", GATHER), ("wf.cwl", WORKFLOW)):
+    gather = GATHER_LISTED if n > LISTED_ABOVE else GATHER
+    for name, text in (("echo.cwl", ECHO), ("gather.cwl", gather), ("wf.cwl", WORKFLOW)):
         with open(os.path.join(directory, name), "w") as handle:
             handle.write(text)
     job = os.path.join(directory, "job.json")
