@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flow.core.exceptions import FlowError
-from flow.cwl.values import outside_roots, plain, tool_roots
+from flow.cwl.values import outside_roots, plain, sharing_lists, tool_roots
 
 logger = logging.getLogger("flow.cwl")
 
@@ -437,7 +437,7 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
     cwl_logger = logging.getLogger("cwltool")
     cwl_logger.addFilter(ended)
     try:
-        outputs, status = SingleJobExecutor().execute(process, _sharing_lists(inputs), ctx, logger=cwl_logger)
+        outputs, status = SingleJobExecutor().execute(process, sharing_lists(inputs), ctx, logger=cwl_logger)
     except UnsupportedRequirement as exc:
         raise CWLUnsupportedError(str(exc)) from None
     except WorkflowException as exc:
@@ -462,30 +462,6 @@ def _job_name(process: Any) -> str:
     stem = shortname(str(process.tool.get("id", "job")))
     count = _JOB_NAMES[stem] = _JOB_NAMES.get(stem, 0) + 1
     return stem if count == 1 else f"{stem}_{count}"
-
-
-class _SharedItemsList(list[Any]):
-    """A list whose deep copy is a shallow one (of the same kind), for cwltool's input object.
-
-    cwltool's Builder.bind_input deep-copies an array's input binding once per item, with the
-    whole array in it (``binding["datum"]``), and replaces that copy's array by the item at
-    once: binding an array of n Files deep-copies n * n File objects (a gather of 2,000 files:
-    a minute). The array's items are what the copies keep apart; they are the ones cwltool fills
-    in (paths, sizes) and uses. This input object is the invocation's own (the Materializer's
-    copy), so sharing its items among cwltool's copies changes nothing cwltool sees or returns,
-    and binding becomes linear in the items (plus one pointer copy per item and copy)."""
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedItemsList:
-        return _SharedItemsList(self)
-
-
-def _sharing_lists(value: Any) -> Any:
-    """``value`` with every list (at any depth) a :class:`_SharedItemsList`."""
-    if isinstance(value, list):
-        return _SharedItemsList(_sharing_lists(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _sharing_lists(item) for key, item in value.items()}
-    return value
 
 
 class _CommandEnd(logging.Filter):
