@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flow.core.exceptions import FlowError
-from flow.cwl.values import outside_roots, plain, tool_roots
+from flow.cwl.values import outside_roots, plain, sharing_lists, tool_roots
 
 logger = logging.getLogger("flow.cwl")
 
@@ -431,12 +431,13 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
         ctx.path_mapper, ctx.make_fs_access = _host_output_checks(
             tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix)), refused)
     ctx.secret_store = secret_store()
+    ctx.name = _job_name(process)
     os.makedirs(ctx.outdir, exist_ok=True)
     ended = _CommandEnd()
     cwl_logger = logging.getLogger("cwltool")
     cwl_logger.addFilter(ended)
     try:
-        outputs, status = SingleJobExecutor().execute(process, inputs, ctx, logger=cwl_logger)
+        outputs, status = SingleJobExecutor().execute(process, sharing_lists(inputs), ctx, logger=cwl_logger)
     except UnsupportedRequirement as exc:
         raise CWLUnsupportedError(str(exc)) from None
     except WorkflowException as exc:
@@ -449,6 +450,18 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
         how = f"its command {ended.how}, status {status}" if ended.how else f"status {status}"
         raise CWLToolError(f"{process.tool.get('id')} failed: {how}")
     return cast(dict[str, Any], outputs)
+
+
+#: Invocations of each job name in this process, for :func:`_job_name`.
+_JOB_NAMES: dict[str, int] = {}
+
+
+def _job_name(process: Any) -> str:
+    """The name cwltool gives the job ("echo.cwl", then "echo.cwl_2", ...), counted here: its
+    own uniquename tries every earlier number first, quadratic in a worker's invocations."""
+    stem = shortname(str(process.tool.get("id", "job")))
+    count = _JOB_NAMES[stem] = _JOB_NAMES.get(stem, 0) + 1
+    return stem if count == 1 else f"{stem}_{count}"
 
 
 class _CommandEnd(logging.Filter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
@@ -59,23 +60,95 @@ class CWLJob(Job):
 
     def run(self, fileStore: FileStore) -> Any:
         process = adapter.resolve(self.ref, self.settings)
-        work = fileStore.getLocalTempDir()
-        stage = staging.Materializer(fileStore, os.path.join(work, "inputs"), mutable=self.inplace)
-        outputs = adapter.run_process(process, stage(self.inputs), work, self.settings)
-        try:
-            fileStore.check_read_files()
-        except ChangedReadFileError as exc:
-            # cwltool without a container lets the tool change the user's own file; in one the
-            # inputs are mounted read-only and the write fails. flow keeps the stored input
-            # intact and fails the step, as a container run would.
-            raise adapter.CWLToolError(
-                f"tool {_label(process)} changed its input file {os.path.basename(exc.path)} "
-                f"({exc.path}). CWL inputs are read-only: declare InplaceUpdateRequirement (with "
-                "the file writable in InitialWorkDirRequirement) or write a new file."
-            ) from None
-        if self.inplace:
-            staging.write_back(stage)
-        for param in process.tool["outputs"]:  # every declared output, null when absent
-            outputs.setdefault(adapter.shortname(param["id"]), None)
-        staging.refuse_outside(outputs, tool_roots(work, (self.settings.tmpdir_prefix, self.settings.tmp_outdir_prefix)))
-        return staging.store_outputs(outputs, fileStore)
+        return run_tool(process, self.inputs, self.settings, fileStore, fileStore.getLocalTempDir(), self.inplace)
+
+
+def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore: FileStore, work: str,
+             inplace: bool) -> Any:
+    """One tool invocation in ``work``: inputs staged from the file store, cwltool run, outputs
+    checked and stored. Returns the output object with flowfile:/flowdir: locations."""
+    stage = staging.Materializer(fileStore, os.path.join(work, "inputs"), mutable=inplace)
+    outputs = adapter.run_process(process, stage(inputs), work, settings)
+    try:
+        fileStore.check_read_files()
+    except ChangedReadFileError as exc:
+        # cwltool without a container lets the tool change the user's own file; in one the
+        # inputs are mounted read-only and the write fails. flow keeps the stored input
+        # intact and fails the step, as a container run would.
+        raise adapter.CWLToolError(
+            f"tool {_label(process)} changed its input file {os.path.basename(exc.path)} "
+            f"({exc.path}). CWL inputs are read-only: declare InplaceUpdateRequirement (with "
+            "the file writable in InitialWorkDirRequirement) or write a new file."
+        ) from None
+    if inplace:
+        staging.write_back(stage)
+    for param in process.tool["outputs"]:  # every declared output, null when absent
+        outputs.setdefault(adapter.shortname(param["id"]), None)
+    staging.refuse_outside(outputs, tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix)))
+    return staging.store_outputs(outputs, fileStore)
+
+
+#: The most scattered invocations one :class:`CWLBatch` runs, one after the other.
+MAX_BATCH = 100
+#: Batches per job slot of the machine: enough for the slots to stay busy to the end.
+BATCHES_PER_SLOT = 4
+#: Environment variable: an exact batch size, for tests (the conformance suite's scatters are
+#: too small to be batched otherwise).
+BATCH_VARIABLE = "FLOW_CWL_BATCH_SIZE"
+
+
+def batch_size(count: int, cores: float, max_cores: float | None) -> int:
+    """How many of a scatter's ``count`` invocations (each asking for ``cores``) one batch job
+    runs: about BATCHES_PER_SLOT batches for each invocation the machine runs at once, so that
+    every slot keeps busy to the end, and at most MAX_BATCH (a cluster, max_cores None: 64
+    slots are assumed)."""
+    forced = os.environ.get(BATCH_VARIABLE, "")
+    if forced.isdigit() and int(forced) > 0:
+        return int(forced)
+    slots = max(1, int(max_cores // max(cores, 0.001))) if max_cores else 64
+    return max(1, min(MAX_BATCH, math.ceil(count / (BATCHES_PER_SLOT * slots))))
+
+
+def batchable(process: Any) -> bool:
+    """Whether a scattered step's invocations may share a job: tools that change no input."""
+    return (adapter.process_class(process) in ("CommandLineTool", "ExpressionTool")
+            and _requirement(process, "InplaceUpdateRequirement") is None)
+
+
+class CWLBatch(Job):
+    """Several invocations of one scattered tool, run one after the other in one job: a scatter
+    of thousands of short steps costs a job record, a schedule and a worker hand-off per batch,
+    not per step. Each invocation runs exactly as a :class:`CWLJob` would, in its own scratch
+    directory (removed once its outputs are stored); the job returns their output objects in
+    order. The batch asks for the most any of its invocations asks for (disk: the invocations'
+    outputs are in the store, their scratch stays until the job ends)."""
+
+    def __init__(self, ref: adapter.ToolRef, inputs: list[Any], settings: adapter.RunSettings, process: Any) -> None:
+        requests = [resources_of(process, one, settings) for one in inputs]
+        cores = max(float(r["cores"]) for r in requests)
+        if settings.max_cores is not None:
+            cores = min(cores, settings.max_cores)
+        super().__init__(cores=cores, memory=max(r["memory"] for r in requests),
+                         disk=max(r["disk"] for r in requests), displayName=_label(process))
+        self.ref = ref
+        self.inputs = inputs
+        self.settings = settings
+
+    def run(self, fileStore: FileStore) -> list[Any]:
+        """Each invocation's output object, stored as a shared record once its files are in
+        the store: a batch run again (after a failure, a killed worker or leader) runs only the
+        invocations that had not finished, as one job per invocation would."""
+        process = adapter.resolve(self.ref, self.settings)
+        results = []
+        for index, one in enumerate(self.inputs):
+            record = f"cwl-batch-{self.jobStoreID}-{index}"
+            done = fileStore.jobStore.read_shared(record)
+            if done is not None:
+                results.append(json.loads(done))
+                continue
+            # Each in its own scratch directory, left to the janitor with the job's scratch:
+            # removing them one by one costs more than the tool (rmdir is slow under load).
+            outputs = run_tool(process, one, self.settings, fileStore, fileStore.getLocalTempDir(), False)
+            fileStore.jobStore.write_shared(record, json.dumps(outputs).encode())
+            results.append(outputs)
+        return results

@@ -113,6 +113,7 @@ class Materializer:
         self.stage_dir = stage_dir
         self.mutable = mutable
         self._n = 0
+        self._shared_names: set[str] = set()
         #: (file id, local path) of every file and (manifest id, path) of every directory
         #: materialised, for in-place updates.
         self.files: list[tuple[str, str]] = []
@@ -142,11 +143,27 @@ class Materializer:
         os.makedirs(path, exist_ok=True)
         return path
 
+    def _shared_dir(self, name: str) -> str:
+        """Where a top-level File without secondaryFiles goes: one directory for all whose
+        names differ (a gather of 2,000 files makes one directory, not 2,000), a fresh one for
+        a name already there. cwltool stages each input under a path of its own anyway."""
+        if name in self._shared_names:
+            return self._fresh_dir()
+        if not self._shared_names:
+            os.makedirs(os.path.join(self.stage_dir, "0"), exist_ok=True)
+        self._shared_names.add(name)
+        return os.path.join(self.stage_dir, "0")
+
     def _file(self, obj: dict[str, Any], parent_dir: str | None) -> None:
         location = str(obj.get("location", ""))
-        where = parent_dir or self._fresh_dir()
+        name = str(obj.get("basename") or os.path.basename(location))
+        if parent_dir is not None:
+            where = parent_dir
+        elif location.startswith(FLOW_FILE) and not obj.get("secondaryFiles"):
+            where = self._shared_dir(name)
+        else:
+            where = self._fresh_dir()
         if location.startswith(FLOW_FILE):
-            name = obj.get("basename") or os.path.basename(location)
             path = self.file_store.readGlobalFile(
                 location[len(FLOW_FILE):], userPath=os.path.join(where, name), mutable=self.mutable
             )

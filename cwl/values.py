@@ -47,3 +47,27 @@ def outside_roots(path: str, roots: tuple[str, ...]) -> str | None:
     if any((real + os.sep).startswith(root) if root.endswith(os.sep) else real.startswith(root) for root in roots):
         return None
     return real
+
+
+class SharedItemsList(list[Any]):
+    """A list whose deep copy is a shallow one (of the same kind), for cwltool's input object.
+
+    cwltool's Builder.bind_input deep-copies an array's input binding once per item, with the
+    whole array in it (``binding["datum"]``), and replaces that copy's array by the item at
+    once: binding an array of n Files deep-copies n * n File objects (a gather of 2,000 files:
+    a minute). The array's items are what the copies keep apart; they are the ones cwltool fills
+    in (paths, sizes) and uses. This input object is the invocation's own (the Materializer's
+    copy), so sharing its items among cwltool's copies changes nothing cwltool sees or returns,
+    and binding becomes linear in the items (plus one pointer copy per item and copy)."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedItemsList:
+        return SharedItemsList(self)
+
+
+def sharing_lists(value: Any) -> Any:
+    """``value`` with every list (at any depth) a :class:`SharedItemsList`."""
+    if isinstance(value, list):
+        return SharedItemsList(sharing_lists(item) for item in value)
+    if isinstance(value, dict):
+        return {key: sharing_lists(item) for key, item in value.items()}
+    return value

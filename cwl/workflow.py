@@ -19,7 +19,7 @@ from typing import Any
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.cwl import adapter, staging
-from flow.cwl.jobs import CWLJob
+from flow.cwl.jobs import CWLBatch, CWLJob, batch_size, batchable, resources_of
 
 CONTENTS_LIMIT = 64 * 1024
 
@@ -160,9 +160,34 @@ class CWLScatter(CWLStep):
         spec = adapter.scatter_spec(step)
         assert spec is not None, "a CWLScatter is made for scattering steps only"
         keys, method = spec
+        if batchable(step.embedded_tool):
+            return self.batched(workflow, step, scatter(obj, keys, method), fileStore)
         jobs = _map_leaves(scatter(obj, keys, method),
                            lambda io: self.invoke(workflow, step, io, fileStore))
         return _map_leaves(jobs, lambda job: None if job is None else job.rv())
+
+    def batched(self, workflow: Any, step: Any, elements: Any, fileStore: FileStore) -> Any:
+        """The scatter's invocations in :class:`CWLBatch` jobs (see :func:`batch_size`): the
+        same nesting of promised output objects, each a batch's item."""
+        read = _reader(fileStore)
+        evaluated = _map_leaves(elements, lambda io: adapter.post_scatter_eval(workflow, step, io, read, self.settings))
+        flat: list[dict[str, Any]] = []
+        _map_leaves(evaluated, lambda io: None if io is None else flat.append(adapter.tool_inputs(step, io)))
+        ref = adapter.ToolRef(self.ref.uri, (*self.ref.steps, step.id))
+        process = step.embedded_tool
+        size = batch_size(len(flat), float(resources_of(process, flat[0], self.settings)["cores"]) if flat else 1.0,
+                          self.settings.max_cores)
+        promises: list[Any] = []
+        for start in range(0, len(flat), size):
+            if size == 1:  # a small scatter: a job per invocation, as without batches
+                job: Job = CWLJob(ref, flat[start], self.settings, process)
+                promises.append(job.rv())
+            else:
+                job = CWLBatch(ref, flat[start:start + size], self.settings, process)
+                promises.extend(job.rv(i) for i in range(len(flat[start:start + size])))
+            self.addChild(job)
+        each = iter(promises)
+        return _map_leaves(evaluated, lambda io: None if io is None else next(each))
 
 
 class CWLGather(CWLInternalJob):
