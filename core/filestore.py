@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Literal, overload
 
 from flow.core.exceptions import ChangedReadFileError, FlowError
@@ -223,11 +223,16 @@ class FileStore:
         self._local_reads.setdefault(file_id, []).append(path)
         return path
 
-    def check_read_files(self) -> None:
-        """At job end: fail if the job changed a file it read without ``mutable=True``.
+    def check_read_files(self, paths: Iterable[str] | None = None) -> None:
+        """At job end: fail if the job changed a file it read without ``mutable=True``; or
+        only the copies at ``paths`` (those of one step of a job that runs several).
 
         A copy that is gone was deleted by the job, which is allowed (and changes nothing)."""
-        for path, (file_id, ino, size, mtime_ns) in self._read_only.items():
+        copies = self._read_only
+        if paths is not None:
+            copies = {os.path.abspath(p): copies[os.path.abspath(p)] for p in paths
+                      if os.path.abspath(p) in copies}
+        for path, (file_id, ino, size, mtime_ns) in copies.items():
             try:
                 st = os.stat(path)
             except FileNotFoundError:

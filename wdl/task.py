@@ -124,18 +124,39 @@ def return_codes(runtime: dict[str, Any]) -> set[int] | None:
     return {int(codes)}
 
 
-class WDLTaskJob(PackedJob):
+@dataclass(frozen=True)
+class Needs:
+    """What a call asks of the batch system, from its runtime values known before it runs."""
+
+    cores: float | None
+    memory: int | None
+    disk: int | None
+    retries: int | None  # maxRetries; None: the run's --retryCount
+
+
+def call_needs(ref: adapter.ExeRef, inputs: adapter.Values, settings: RunSettings) -> Needs:
+    runtime = adapter.static_runtime(ref, inputs)
+    needs = requirements(runtime, settings)
+    retries = runtime.get("maxRetries", runtime.get("max_retries"))
+    valid = isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0
+    return Needs(needs["cores"], needs["memory"], needs["disk"], retries if valid else None)
+
+
+class CallJob(PackedJob):
+    """A job that runs calls of a task: it asks for what they need, and retries as they say."""
+
+    def __init__(self, needs: Needs, label: str) -> None:
+        super().__init__(cores=needs.cores, memory=needs.memory, disk=needs.disk, displayName=label)
+        if needs.retries is not None:
+            self.description.retries_left = needs.retries
+
+
+class WDLTaskJob(CallJob):
     """Runs one call of a task; returns its outputs named ``<namespace>.<output>``."""
 
     def __init__(self, ref: adapter.ExeRef, inputs: adapter.Values, label: str, namespace: str,
-                 settings: RunSettings) -> None:
-        runtime = adapter.static_runtime(ref, inputs)
-        needs = requirements(runtime, settings)
-        super().__init__(cores=needs["cores"], memory=needs["memory"], disk=needs["disk"],
-                         displayName=label)
-        retries = runtime.get("maxRetries", runtime.get("max_retries"))
-        if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0:
-            self.description.retries_left = retries
+                 settings: RunSettings, needs: Needs | None = None) -> None:
+        super().__init__(needs or call_needs(ref, inputs, settings), label)
         self.ref = ref
         self.inputs = inputs
         self.label = label
@@ -143,41 +164,49 @@ class WDLTaskJob(PackedJob):
         self.settings = settings
 
     def run(self, fileStore: FileStore) -> Any:
-        try:
-            outputs = self._run(fileStore)
-        except (adapter.WDLError, files.WDLFileError, WDLTaskError) as exc:
-            print(f"flow-wdl: call {self.label} failed: {exc}", file=sys.stderr)
-            raise
-        prefix = f"{self.namespace}." if self.namespace else ""
-        return PackedValues({prefix + name: value for name, value in outputs.items()})
+        return run_call(self.ref, self.inputs, self.label, self.namespace, self.settings, fileStore,
+                        TaskDirs(fileStore.localTempDir), self.jobStoreID)
 
-    def _run(self, fileStore: FileStore) -> adapter.Values:
-        dirs = TaskDirs(fileStore.localTempDir)  # the job's own scratch: one folder fewer
-        os.makedirs(dirs.work)
-        localizer = files.Localizer(fileStore, dirs.inputs)
-        task = adapter.TaskContext(self.ref, dirs)
-        inputs = adapter.map_paths(self.inputs, localizer)
-        # A File that became a String (coerced, interpolated) names the file here too.
-        task.bind_inputs(adapter.map_strings(inputs, lambda text: files.replace_uris(
-            text, lambda uri: localizer(uri, False))))
-        runtime = task.runtime()
-        command_file = os.path.join(dirs.root, "command")
-        with open(command_file, "w") as handle:
-            handle.write(task.command())
-        code = execute(command_file, dirs, container_image(runtime), self.settings)
-        try:
-            fileStore.check_read_files()
-        except ChangedReadFileError as exc:  # miniwdl mounts inputs read-only: the write fails
-            raise WDLTaskError(
-                f"the command changed its input file {os.path.basename(exc.path)} ({exc.path}); "
-                "task inputs are read-only: copy the file and change the copy"
-            ) from None
-        accepted = return_codes(runtime)
-        if accepted is not None and code not in accepted:
-            raise WDLTaskError(failure_message(code, accepted, dirs))
-        outputs = adapter.map_strings(task.outputs(), localizer.uris_for_paths)
-        uploader = files.Uploader(fileStore, localizer, dirs.root, self.jobStoreID)
-        return adapter.map_paths(outputs, uploader)
+
+def run_call(ref: adapter.ExeRef, inputs: adapter.Values, label: str, namespace: str,
+             settings: RunSettings, fileStore: FileStore, dirs: TaskDirs, token: str) -> PackedValues:
+    """One call of a task in ``dirs`` (its root exists): its outputs named by ``namespace``.
+    ``token`` names the call's output folders (unique in the run)."""
+    try:
+        outputs = _run(ref, inputs, settings, fileStore, dirs, token)
+    except (adapter.WDLError, files.WDLFileError, WDLTaskError) as exc:
+        print(f"flow-wdl: call {label} failed: {exc}", file=sys.stderr)
+        raise
+    prefix = f"{namespace}." if namespace else ""
+    return PackedValues({prefix + name: value for name, value in outputs.items()})
+
+
+def _run(ref: adapter.ExeRef, given: adapter.Values, settings: RunSettings, fileStore: FileStore,
+         dirs: TaskDirs, token: str) -> adapter.Values:
+    os.mkdir(dirs.work)
+    localizer = files.Localizer(fileStore, dirs.inputs)
+    task = adapter.TaskContext(ref, dirs)
+    inputs = adapter.map_paths(given, localizer)
+    # A File that became a String (coerced, interpolated) names the file here too.
+    task.bind_inputs(adapter.map_strings(inputs, lambda text: files.replace_uris(
+        text, lambda uri: localizer(uri, False))))
+    runtime = task.runtime()
+    with open(dirs.command, "w") as handle:
+        handle.write(task.command())
+    code = execute(dirs.command, dirs, container_image(runtime), settings)
+    try:
+        fileStore.check_read_files(localizer.by_uri.values())
+    except ChangedReadFileError as exc:  # miniwdl mounts inputs read-only: the write fails
+        raise WDLTaskError(
+            f"the command changed its input file {os.path.basename(exc.path)} ({exc.path}); "
+            "task inputs are read-only: copy the file and change the copy"
+        ) from None
+    accepted = return_codes(runtime)
+    if accepted is not None and code not in accepted:
+        raise WDLTaskError(failure_message(code, accepted, dirs))
+    outputs = adapter.map_strings(task.outputs(), localizer.uris_for_paths)
+    uploader = files.Uploader(fileStore, localizer, dirs.root, token)
+    return adapter.map_paths(outputs, uploader)
 
 
 def execute(command_file: str, dirs: TaskDirs, image: str | None, settings: RunSettings) -> int:

@@ -26,6 +26,10 @@ class TaskDirs:
         return os.path.join(self.root, "stderr.txt")
 
     @property
+    def command(self) -> str:
+        return os.path.join(self.root, "command")
+
+    @property
     def writes(self) -> str:
         return os.path.join(self.root, "write_")
 

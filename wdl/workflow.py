@@ -25,8 +25,9 @@ from typing import Any
 from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.wdl import adapter, files
+from flow.wdl.batch import WDLTaskBatch, batch_size
 from flow.wdl.packing import PackedJob, PackedValues
-from flow.wdl.task import RunSettings, WDLTaskJob
+from flow.wdl.task import Needs, RunSettings, WDLTaskJob, call_needs
 
 OUTPUTS = "__outputs__"
 
@@ -39,6 +40,7 @@ class Instance:
     node: str
     deps: tuple[str, ...]
     scope: tuple[tuple[str, str, Any], ...] = ()  # (index, variable, value) per scatter around it
+    width: int = 1  # elements of the innermost scatter around it (how many calls may share a job)
 
     @property
     def indices(self) -> list[str]:
@@ -132,6 +134,8 @@ class Scheduler:
         self.graph = adapter.graph(self.frame.ref)
         self.known: dict[str, adapter.Values] = dict(known)
         self.pending: dict[str, Job] = {}  # instance -> the call job whose value it is
+        self.slots: dict[str, int] = {}  # instance -> its item in its batch job's value
+        self.batches: dict[tuple[str, tuple[str, ...], Needs], WDLTaskBatch] = {}  # open ones
         self.deferred: dict[str, WDLContinuation] = {}
         self.groups: dict[frozenset[str], WDLContinuation] = {}
         self.new: list[Instance] = []
@@ -200,9 +204,31 @@ class Scheduler:
         if info.subworkflow:
             job = WDLWorkflowJob(Frame(ref, self.frame.settings, info.name, label), inputs)
         else:
-            job = WDLTaskJob(ref, inputs, label, info.name, self.frame.settings)
+            settings = self.frame.settings
+            needs = call_needs(ref, inputs, settings)
+            size = batch_size(inst.width, needs.cores, settings.max_cores) if inst.width > 1 else 1
+            if size > 1:
+                return self._batched(inst, ref, inputs, label, needs, size)
+            job = WDLTaskJob(ref, inputs, label, info.name, settings, needs)
         self.job.addChild(job)
         return job
+
+    def _batched(self, inst: Instance, ref: adapter.ExeRef, inputs: adapter.Values, label: str,
+                 needs: Needs, size: int) -> Job:
+        """Add a scattered call to the open batch of its scatter (and needs), or a new one."""
+        key = (inst.node, tuple(inst.indices[:-1]), needs)
+        batch = self.batches.get(key)
+        if batch is None or len(batch.calls) >= size:
+            batch = self.batches[key] = WDLTaskBatch(ref, self.graph.nodes[inst.node].name,
+                                                     self.frame.settings, needs)
+            self.job.addChild(batch)
+        self.slots[inst.id] = batch.add(inputs, label)
+        return batch
+
+    def _promise(self, inst_id: str) -> Any:
+        """The promised value of a call instance (its item, when its job is a batch)."""
+        job = self.pending[inst_id]
+        return job.rv(self.slots[inst_id]) if inst_id in self.slots else job.rv()
 
     def _expand(self, inst: Instance, info: adapter.NodeInfo) -> None:
         """Unroll a scatter or conditional: its body once per element (or once if true)."""
@@ -210,18 +236,21 @@ class Scheduler:
         if info.kind == "scatter":
             digits = len(str(max(len(items) - 1, 0)))
             scopes = [(*inst.scope, (str(i).zfill(digits), variable, item)) for i, item in enumerate(items)]
+            width = len(items)
         else:
             scopes = [inst.scope] * len(items)
+            width = inst.width
         for scope in scopes:
             indices = [index for index, _, _ in scope]
             for body_id in info.body:
                 body = self.graph.nodes[body_id]
                 deps = tuple(self._dep_id(d, indices) for d in body.deps)
-                self.new.append(Instance(instance_id(body_id, indices), body_id, deps, scope))
+                self.new.append(Instance(instance_id(body_id, indices), body_id, deps, scope, width))
         for gather_id in info.gathers:
             referee = self.graph.nodes[gather_id].referee
             parts = tuple(instance_id(referee, [i for i, _, _ in scope]) for scope in scopes)
-            self.new.append(Instance(instance_id(gather_id, inst.indices), gather_id, parts, inst.scope))
+            self.new.append(Instance(instance_id(gather_id, inst.indices), gather_id, parts, inst.scope,
+                                     inst.width))
 
     def _dep_id(self, dep: str, indices: list[str]) -> str:
         return instance_id(dep, indices[: self.graph.nodes[dep].depth])
@@ -265,7 +294,7 @@ class Scheduler:
                 if dep in self.known:
                     group.given[dep] = self.known[dep]
                 elif dep in self.pending:
-                    group.given[dep] = self.pending[dep].rv()
+                    group.given[dep] = self._promise(dep)
                 else:
                     group.given[dep] = self.deferred[dep].rv(dep)
         group.inputs = {k: v for k, v in self.ctx.inputs.items() if k.split(".")[0] in names}
@@ -287,7 +316,7 @@ class Scheduler:
             if inst_id in self.known:
                 out[inst_id] = self.known[inst_id]
             elif inst_id in self.pending:
-                out[inst_id] = self.pending[inst_id].rv()
+                out[inst_id] = self._promise(inst_id)
             else:
                 out[inst_id] = self.deferred[inst_id].rv(inst_id)
         return out

@@ -224,3 +224,30 @@ def test_linked_imports_are_read_as_copies(options: argparse.Namespace, tmp_path
     assert src.read_bytes() == ORIGINAL
     export_url(FileJobStore.open(options.jobStore), file_id, str(tmp_path / "exported.txt"))
     assert (tmp_path / "exported.txt").read_bytes() == ORIGINAL
+
+
+def check_some_copies(job, file_id):
+    """Read two copies, change one; check each alone (a job running several steps checks each
+    step's own copies), then restore the changed one's bytes so that the job can end."""
+    fs = job.fileStore
+    kept, changed = fs.readGlobalFile(file_id), fs.readGlobalFile(file_id)
+    with open(changed, "ab") as handle:
+        handle.write(b"changed")
+    outcome = {}
+    for name, paths in (("kept", [kept]), ("changed", [changed]), ("none", [])):
+        try:
+            fs.check_read_files(paths)
+            outcome[name] = "ok"
+        except Exception as exc:  # noqa: BLE001 - the outcome is the test's answer
+            outcome[name] = f"{type(exc).__name__} {getattr(exc, 'path', '')}"
+    os.unlink(changed)  # a copy the job deleted changes nothing
+    return outcome, changed
+
+
+def test_read_files_checked_for_some_paths_only(options: argparse.Namespace, tmp_path: Path) -> None:
+    src = tmp_path / "input.txt"
+    src.write_bytes(ORIGINAL)
+    with Flow(options) as flow:
+        file_id = flow.importFile(str(src))
+        outcome, changed = flow.start(Job.wrapJobFn(check_some_copies, file_id, **SMALL))
+    assert outcome == {"kept": "ok", "changed": f"ChangedReadFileError {changed}", "none": "ok"}

@@ -1,0 +1,89 @@
+"""Several calls of one scattered task in one job: :class:`WDLTaskBatch`.
+
+A scatter of thousands of short calls as one job per call pays, per call, a job record written
+and read back, a scheduling round in the leader, a hand-off to a worker and a scratch directory
+removed. A batch pays those once for up to :data:`MAX_BATCH` calls; each call still runs exactly
+as a :class:`~flow.wdl.task.WDLTaskJob` would, in a folder of its own, and its outputs are
+stored as a shared record once its files are in the store, so that a batch run again (after a
+failed call, a killed worker or leader, ``--restart``) runs only the calls that had not finished.
+Calls share a batch only when they ask for the same cores, memory, disk and retries.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+
+from flow.core.filestore import FileStore
+from flow.wdl import adapter
+from flow.wdl.packing import PackedValues
+from flow.wdl.task import CallJob, Needs, RunSettings, run_call
+from flow.wdl.taskdirs import TaskDirs
+
+#: The most calls one batch runs, one after the other.
+MAX_BATCH = 100
+#: Batches per job slot of the machine: enough for every slot to stay busy to the end.
+BATCHES_PER_SLOT = 4
+#: Slots assumed where the run has no core limit (a cluster).
+CLUSTER_SLOTS = 64
+#: Environment variable: an exact batch size (tests; 1 turns batches off).
+BATCH_VARIABLE = "FLOW_WDL_BATCH_SIZE"
+
+
+def batch_size(count: int, cores: float | None, max_cores: float | None) -> int:
+    """How many of a scatter's ``count`` calls (each asking for ``cores``, None: one) one batch
+    runs: about BATCHES_PER_SLOT batches for each call the machine runs at once, at most
+    MAX_BATCH. 1 means a job per call (a small scatter)."""
+    forced = os.environ.get(BATCH_VARIABLE, "")
+    if forced.isdigit() and int(forced) > 0:
+        return int(forced)
+    slots = max(1, int(max_cores // max(cores or 1.0, 0.001))) if max_cores else CLUSTER_SLOTS
+    return max(1, min(MAX_BATCH, math.ceil(count / (BATCHES_PER_SLOT * slots))))
+
+
+class WDLTaskBatch(CallJob):
+    """Calls of one task (``add`` them before the job is stored); returns their outputs, each
+    named ``<namespace>.<output>``, in the order added."""
+
+    def __init__(self, ref: adapter.ExeRef, namespace: str, settings: RunSettings, needs: Needs) -> None:
+        super().__init__(needs, namespace)
+        self.ref = ref
+        self.namespace = namespace
+        self.settings = settings
+        self.calls: list[tuple[adapter.Values, str]] = []  # (inputs, label)
+
+    def add(self, inputs: adapter.Values, label: str) -> int:
+        """Add a call; its index in the returned list. The job is named by its calls."""
+        self.calls.append((inputs, label))
+        first = self.calls[0][1]
+        self.description.display_name = first if len(self.calls) == 1 else f"{first} .. {label}"
+        return len(self.calls) - 1
+
+    def _record(self, index: int) -> str:
+        return f"wdl-batch-{self.jobStoreID}-{index}"
+
+    def run(self, fileStore: FileStore) -> list[PackedValues]:
+        results = []
+        scratch = fileStore.localTempDir
+        for index, (inputs, label) in enumerate(self.calls):
+            done = self._finished(fileStore, index)
+            if done is None:
+                root = os.path.join(scratch, str(index))
+                os.mkdir(root)
+                done = run_call(self.ref, inputs, label, self.namespace, self.settings, fileStore,
+                                TaskDirs(root), f"{self.jobStoreID}-{index}")
+                fileStore.jobStore.write_shared(self._record(index), pickle.dumps(dict(done)))
+            results.append(done)
+        return results
+
+    def _finished(self, fileStore: FileStore, index: int) -> PackedValues | None:
+        """The outputs of call ``index`` if an earlier attempt of this batch finished it (an
+        unreadable record means running the call again: its outputs are new files)."""
+        raw = fileStore.jobStore.read_shared(self._record(index))
+        if raw is None:
+            return None
+        try:
+            return PackedValues(pickle.loads(raw))
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError):
+            return None  # damaged, or of another version of flow: run it again
