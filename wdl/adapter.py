@@ -582,11 +582,20 @@ def _missing(decl: Any) -> Any:
 
 # ---- tasks -----------------------------------------------------------------------------------
 class _TaskStdLib(WDL.StdLib.Base):
-    """The standard library inside a task: files are local paths (the same in a container)."""
+    """The standard library inside a task: files are local paths (the same in a container).
+
+    Building one costs miniwdl a third of a millisecond (dozens of function objects), more than
+    evaluating a small task's inputs and command: one per WDL version, phase (inputs, outputs)
+    and process is pointed at each call's folders in turn (:func:`_task_stdlib`)."""
 
     def __init__(self, wdl_version: str, dirs: TaskDirs) -> None:
         super().__init__(wdl_version, write_dir=dirs.writes)
         self._dirs = dirs
+
+    def use(self, dirs: TaskDirs) -> _TaskStdLib:
+        self._dirs = dirs
+        self._write_dir = dirs.writes
+        return self
 
     def _local(self, filename: str) -> str:
         return filename if os.path.isabs(filename) else os.path.join(self._dirs.work, filename)
@@ -607,11 +616,11 @@ class _TaskStdLib(WDL.StdLib.Base):
 
     def _add_output_functions(self) -> None:
         T, V, F = WDL.Type, WDL.Value, WDL.StdLib.StaticFunction
-        dirs = self._dirs
-        self.stdout = F("stdout", [], T.File(), lambda: V.File(dirs.stdout))
-        self.stderr = F("stderr", [], T.File(), lambda: V.File(dirs.stderr))
+        self.stdout = F("stdout", [], T.File(), lambda: V.File(self._dirs.stdout))
+        self.stderr = F("stderr", [], T.File(), lambda: V.File(self._dirs.stderr))
 
         def glob_(pattern: Any) -> Any:
+            dirs = self._dirs
             pat = str(pattern.value)
             if not pat or pat.startswith("/") or pat.startswith("..") or "/.." in pat:
                 raise WDL.Error.InputError(f"glob() pattern must be relative and inside the working directory: {pat!r}")
@@ -630,7 +639,7 @@ class TaskContext:
 
     def __post_init__(self) -> None:
         self.task = resolve(self.ref)
-        self.stdlib = _TaskStdLib(version(self.task), self.dirs)
+        self.stdlib = _task_stdlib(version(self.task), False).use(self.dirs)
         self.env: Any = WDL.Env.Bindings()
 
     @property
@@ -696,14 +705,23 @@ class TaskContext:
 
     def outputs(self) -> Values:
         """Evaluate the outputs after the command ran (paths local, missing optional files null)."""
-        stdlib = self.stdlib  # done with the inputs: the same library, with stdout() and glob()
-        stdlib._add_output_functions()
+        stdlib = _task_stdlib(version(self.task), True).use(self.dirs)  # with stdout() and glob()
         out: Values = {}
         for decl in _in_dependency_order(self.task.outputs):
             value = self._eval_decl(decl, stdlib, outputs=True)
             self.env = self.env.bind(decl.name, value)
             out[decl.name] = detach(value)
         return out
+
+
+@functools.lru_cache(maxsize=16)
+def _task_stdlib(wdl_version: str, outputs: bool) -> _TaskStdLib:
+    """This process's task library of a WDL version, for inputs or (``outputs``) outputs: its
+    calls run one after the other, each pointing it at its own folders first."""
+    stdlib = _TaskStdLib(wdl_version, TaskDirs("/nonexistent"))
+    if outputs:
+        stdlib._add_output_functions()
+    return stdlib
 
 
 def static_runtime(ref: ExeRef, inputs: Values) -> dict[str, Any]:

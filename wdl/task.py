@@ -9,6 +9,7 @@ exit status against ``returnCodes``, evaluates the outputs and stores the output
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -212,13 +213,20 @@ def _run(ref: adapter.ExeRef, given: adapter.Values, settings: RunSettings, file
 def execute(command_file: str, dirs: TaskDirs, image: str | None, settings: RunSettings) -> int:
     """Run the command file with bash in the working directory; its exit code."""
     argv = container_argv(settings.container, image, dirs, command_file) if image and settings.container \
-        else ["bash", command_file]
+        else [_bash(), command_file]
     with open(dirs.stdout, "wb") as out, open(dirs.stderr, "wb") as err:
         try:
             return subprocess.run(argv, cwd=dirs.work, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=err, check=False).returncode
         except OSError as exc:
             raise WDLTaskError(f"cannot run {argv[0]}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def _bash() -> str:
+    """bash's path, looked up once per process (as exec would look it up along PATH for every
+    call: a failed execve per PATH entry before it)."""
+    return shutil.which("bash") or "bash"
 
 
 def container_argv(engine: str, image: str, dirs: TaskDirs, command_file: str) -> list[str]:
