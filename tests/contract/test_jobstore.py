@@ -304,6 +304,13 @@ def test_write_file_and_read_back(store: JobStore, local: Path, link: bool) -> N
     assert second != file_id
 
 
+def _path(store: FileJobStore, file_id: str) -> Path:
+    """Where the file store keeps a file (its layout: see flow.jobstores.file)."""
+    path = store._file_path(file_id)
+    assert path is not None
+    return Path(path)
+
+
 def _stored(store: JobStore, file_id: str) -> bytes:
     with store.read_file_stream(file_id) as f:
         return f.read()
@@ -637,7 +644,7 @@ class TestFileJobStoreOnly:
         assert self._mode(root) == 0o700
         assert json.loads((root / MARKER).read_text()) == {
             "format": "flow-file-jobstore",
-            "version": 1,
+            "version": 2,
         }
 
     def test_records_0600_and_directories_0700(self, tmp_path: Path) -> None:
@@ -762,8 +769,30 @@ class TestFileJobStoreOnly:
         assert (root / "shared" / "cfg").read_bytes() == b"c"
         with js.write_file_stream(basename="f.txt") as (f, file_id):
             f.write(b"x")
-        assert (root / "files" / file_id).read_bytes() == b"x"
-        assert len(file_id.split("/")) == 3
+        shard, tok, base = file_id.split("/")
+        assert (root / "files" / shard / f"{tok}.{base}").read_bytes() == b"x"  # no directory of its own
+        assert [p.name for p in (root / "files" / shard).iterdir()] == [f"{tok}.{base}"]
+
+    def test_long_names_and_version_1_stores_keep_a_directory_per_file(self, tmp_path: Path) -> None:
+        """A base name too long to follow the token in one name, and every file of a store made
+        by a flow before format version 2, is files/<shard>/<token>/<basename>; each is read,
+        found in a text, and deleted with its directory."""
+        root = tmp_path / "js"
+        (tmp_path / ("n" * 250)).write_bytes(b"long")
+        (tmp_path / "short.txt").write_bytes(b"short")
+        js = FileJobStore.create(str(root))
+        long_id = js.write_file(str(tmp_path / ("n" * 250)))
+        marker = json.loads((root / MARKER).read_text())
+        (root / MARKER).write_text(json.dumps({**marker, "version": 1}))
+        old = FileJobStore.open(str(root))
+        old_id = old.write_file(str(tmp_path / "short.txt"))
+        for store, file_id, data in ((js, long_id, b"long"), (old, old_id, b"short")):
+            assert (root / "files" / file_id).read_bytes() == data
+            assert store.file_exists(file_id) and list(store.missing_files_in(f"x {file_id}/more")) == []
+            store.delete_file(file_id)
+            assert not (root / "files" / file_id).parent.exists()
+            assert list(store.missing_files_in(file_id)) == [file_id]
+        assert old.version == 1 and FileJobStore.open(str(root)).version == 1
 
     def test_no_stored_file_shares_an_inode(self, tmp_path: Path) -> None:
         """Only --linkImports (write_file(link=True)) keeps the user's inode; reads never do."""
@@ -773,13 +802,13 @@ class TestFileJobStoreOnly:
         src.write_bytes(b"z" * 5000)
         copied = js.write_file(str(src))
         linked = js.write_file(str(src), link=True)
-        assert (root / "files" / copied).stat().st_ino != src.stat().st_ino
-        assert (root / "files" / copied).stat().st_nlink == 1
-        assert (root / "files" / linked).stat().st_ino == src.stat().st_ino
+        assert _path(js, copied).stat().st_ino != src.stat().st_ino
+        assert _path(js, copied).stat().st_nlink == 1
+        assert _path(js, linked).stat().st_ino == src.stat().st_ino
         for file_id in (copied, linked):
             dest = tmp_path / f"read-{file_id.split('/')[1]}"
             js.read_file(file_id, str(dest))
-            assert dest.stat().st_ino not in (src.stat().st_ino, (root / "files" / file_id).stat().st_ino)
+            assert dest.stat().st_ino not in (src.stat().st_ino, _path(js, file_id).stat().st_ino)
             assert dest.read_bytes() == b"z" * 5000
 
     def test_pseudo_files_are_copied_with_their_content(self, tmp_path: Path) -> None:
@@ -810,7 +839,7 @@ class TestFileJobStoreOnly:
             with js.write_file_stream(basename="x") as (f, file_id):
                 f.write(b"1")
                 raise ValueError("bad")
-        assert not (root / "files" / file_id).parent.exists()
+        assert not _path(js, file_id).exists()
         assert list((root / "files").glob("*/*")) == []
 
     def test_invalid_names_and_ids(self, tmp_path: Path) -> None:

@@ -311,7 +311,8 @@ def test_status_notices_a_deleted_stored_file(tmp_path: Path) -> None:
     files[0].unlink()
     status = flow_cmd("status", run.store)
     assert status.returncode == 3, status.stderr
-    file_id = "/".join(files[0].parts[-3:])
+    token, base = files[0].name.split(".", 1)  # files/<shard>/<token>.<base>
+    file_id = f"{token[:2]}/{token}/{base}"
     assert f"the stored file {file_id} that job leaf" in status.stderr and "is missing" in status.stderr
 
 
