@@ -65,14 +65,23 @@ class WDLTaskBatch(CallJob):
 
     def run(self, fileStore: FileStore) -> list[PackedValues]:
         results = []
-        scratch = fileStore.localTempDir
+        # The calls run one after the other in one task folder: when a call ends, everything
+        # it has there (its working directory, stdout, stderr, inputs, write_* files) is moved
+        # aside, so that the next finds the folder as a fresh one, but for its command file,
+        # which it rewrites. A folder and a file fewer per call than a folder each: each costs
+        # as much as running a small command on some file systems.
+        root = os.path.join(fileStore.localTempDir, "call")
+        aside = os.path.join(fileStore.localTempDir, "done")
+        os.mkdir(root)
+        os.mkdir(aside)
         for index, (inputs, label) in enumerate(self.calls):
             done = self._finished(fileStore, index)
             if done is None:
-                root = os.path.join(scratch, str(index))
-                os.mkdir(root)
-                done = run_call(self.ref, inputs, label, self.namespace, self.settings, fileStore,
-                                TaskDirs(root), f"{self.jobStoreID}-{index}")
+                try:
+                    done = run_call(self.ref, inputs, label, self.namespace, self.settings, fileStore,
+                                    TaskDirs(root), f"{self.jobStoreID}-{index}")
+                finally:
+                    _set_aside(root, aside, index)
                 fileStore.jobStore.write_shared(self._record(index), pickle.dumps(dict(done)))
             results.append(done)
         return results
@@ -87,3 +96,13 @@ class WDLTaskBatch(CallJob):
             return PackedValues(pickle.loads(raw))
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError):
             return None  # damaged, or of another version of flow: run it again
+
+
+def _set_aside(root: str, aside: str, index: int) -> None:
+    """Move what call ``index`` left in ``root`` (all but the command file) into ``aside``, its
+    names prefixed with the index. Moved, not copied: a process the call left running keeps
+    writing to what it had open, never to the next call's files."""
+    with os.scandir(root) as entries:
+        names = [entry.name for entry in entries if entry.name != "command"]
+    for name in names:
+        os.rename(os.path.join(root, name), os.path.join(aside, f"{index}.{name}"))
