@@ -7,7 +7,7 @@ Layout under the store root (mode 0700; every directory 0700, every record 0600)
                                          store cannot be renamed away first (see ``destroy``)
     leader.lock, leader.lock.mutex       the leader lock (see ``acquire_lock``)
     jobs/<id[:2]>/<id>.job|.body|.result|.log
-    files/<tok[:2]>/<tok>.<basename>     file id "<tok[:2]>/<tok>/<basename>" (format version 2;
+    files/<tok[0]>/<tok>.<basename>      file id "<tok[:2]>/<tok>/<basename>" (format version 2;
                                          a name too long for that, and every file of a version
                                          1 store: files/<tok[:2]>/<tok>/<basename>)
     shared/<name>
@@ -19,11 +19,12 @@ old value (plus at worst a stray temp file, which every listing ignores). Shard 
 made lazily: a write tries first and makes the missing shard only on FileNotFoundError, so the hot
 path costs no extra ``stat``/``mkdir``, and a store destroyed under a worker is never re-created.
 
-Version 2 stores a file beside the others of its shard instead of in a directory of its own:
-making and removing that directory was a third of what storing a small file cost (an ext4
-``mkdir`` costs 0.1 to 0.4 ms, an ``rmdir`` soon after up to 4 ms of journal waits), and a
-scatter stores thousands of small files. File ids are the same in both versions; a store keeps
-the version it was created with.
+Version 2 stores a file beside others instead of in a directory of its own, in one of 32
+directories (by the token's first letter; version 1 had a directory per file in one of 1,024):
+making and removing those directories was most of what storing a small file cost (on this
+project's ext4 a ``mkdir`` costs 0.1 to 2 ms, an ``rmdir`` soon after up to 4 ms of journal
+waits), and a scatter stores thousands of small files. File ids are the same in both versions;
+a store keeps the version it was created with.
 
 Stored files are immutable: no path outside the store shares an inode with a stored file, so
 nothing a job does to a path it holds (append, truncate, write through a link: as root too, whom
@@ -76,7 +77,7 @@ DELETING = "flow-jobstore.deleting"
 LOCK = "leader.lock"
 FORMAT = "flow-file-jobstore"
 VERSION = 2
-#: The first version storing files as files/<shard>/<token>.<basename> (see the module docstring).
+#: The first version storing files as files/<letter>/<token>.<basename> (see the module docstring).
 FLAT_FILES = 2
 #: The longest file name most file systems allow (NAME_MAX).
 _NAME_MAX = 255
@@ -530,10 +531,11 @@ class FileJobStore(JobStore):
             return None
         if base in ("", ".", "..") or "\0" in base:
             return None
-        return f"{self._files}/{shard}/{tok}.{base}" if self._flat(tok, base) else f"{self._files}/{file_id}"
+        return f"{self._files}/{tok[0]}/{tok}.{base}" if self._flat(tok, base) else f"{self._files}/{file_id}"
 
     def _flat(self, tok: str, basename: str) -> bool:
-        """Whether the file is stored beside its shard's others (see the module docstring)."""
+        """Whether the file is stored beside others, not in a directory of its own (see the
+        module docstring)."""
         return self.version >= FLAT_FILES and len(f"{tok}.{basename}".encode(errors="surrogateescape")) <= _NAME_MAX
 
     def _valid_file_path(self, file_id: str) -> str:
@@ -549,7 +551,7 @@ class FileJobStore(JobStore):
         tok = _token()
         file_id = f"{tok[:2]}/{tok}/{basename}"
         if self._flat(tok, basename):
-            return file_id, f"{self._files}/{tok[:2]}/{tok}.{basename}", None
+            return file_id, f"{self._files}/{tok[0]}/{tok}.{basename}", None
         directory = f"{self._files}/{tok[:2]}/{tok}"
         try:
             os.mkdir(directory, 0o700)
@@ -677,11 +679,12 @@ class FileJobStore(JobStore):
             if tok in seen:
                 continue
             seen.add(tok)
-            if not self._stored(tok):
+            if not self._stored(tok, match.group(3)):
                 yield match.group(0)
 
-    def _stored(self, tok: str) -> bool:
-        """Whether a file of token ``tok`` is stored (its base name in a text may run on)."""
+    def _stored(self, tok: str, base: str) -> bool:
+        """Whether a file of token ``tok`` is stored; ``base``, its base name as the text had it,
+        may run on past the name (then the flat files of its letter are looked through)."""
         try:
             with os.scandir(f"{self._files}/{tok[:2]}/{tok}") as entries:
                 if any(not e.name.startswith(TMP_PREFIX) for e in entries):
@@ -690,8 +693,10 @@ class FileJobStore(JobStore):
             pass
         if self.version < FLAT_FILES:
             return False
+        if os.path.isfile(f"{self._files}/{tok[0]}/{tok}.{base}"):
+            return True
         try:
-            with os.scandir(f"{self._files}/{tok[:2]}") as entries:
+            with os.scandir(f"{self._files}/{tok[0]}") as entries:
                 return any(e.name.startswith(f"{tok}.") for e in entries)
         except (FileNotFoundError, NotADirectoryError):
             return False

@@ -769,9 +769,12 @@ class TestFileJobStoreOnly:
         assert (root / "shared" / "cfg").read_bytes() == b"c"
         with js.write_file_stream(basename="f.txt") as (f, file_id):
             f.write(b"x")
-        shard, tok, base = file_id.split("/")
-        assert (root / "files" / shard / f"{tok}.{base}").read_bytes() == b"x"  # no directory of its own
-        assert [p.name for p in (root / "files" / shard).iterdir()] == [f"{tok}.{base}"]
+        _, tok, base = file_id.split("/")
+        assert (root / "files" / tok[0] / f"{tok}.{base}").read_bytes() == b"x"  # no directory of its own
+        assert [p.name for p in (root / "files" / tok[0]).iterdir()] == [f"{tok}.{base}"]
+        assert list(js.missing_files_in(f"{file_id}")) == list(js.missing_files_in(f"{file_id}/more")) == []
+        os.unlink(root / "files" / tok[0] / f"{tok}.{base}")
+        assert list(js.missing_files_in(f"x {file_id}/y")) == [file_id]
 
     def test_long_names_and_version_1_stores_keep_a_directory_per_file(self, tmp_path: Path) -> None:
         """A base name too long to follow the token in one name, and every file of a store made
