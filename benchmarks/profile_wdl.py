@@ -16,10 +16,14 @@ workers' CPU time. The stages:
 - job records: pickling new jobs and writing their records; a job's completion record
 - job load: reading and unpickling a job in the worker, its promises resolved
 - staging: a task's input files copied out of the file store
-- binding: input declarations, runtime section and command evaluated by miniwdl
+- binding: input declarations, runtime section and command evaluated by miniwdl, the command
+  file written
 - fork/exec: the command run with bash
 - outputs: output declarations evaluated, String paths turned into file URIs
 - file store writes: output files stored (``writeGlobalFile``) and the job's files committed
+- call records: a batch's record of each finished call, written and looked up (and the
+  leader's few shared records)
+- scratch: a batch's finished calls' folders moved aside
 - leader reads: the leader reading the records of finished jobs
 - leader scheduling: the scheduler's steps and issuing jobs to the batch system
 - leader waiting for workers: the leader idle, waiting for a job to end
@@ -34,6 +38,7 @@ import argparse
 import contextlib
 import cProfile
 import functools
+import importlib
 import io
 import json
 import os
@@ -87,6 +92,7 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
     from flow.core.filestore import FileStore
     from flow.jobstores.file import FileJobStore
     from flow.wdl import adapter, files, task, workflow
+    batch = _import_or_none("flow.wdl.batch")  # None before batches
 
     _hook(adapter, "load", "document")
     _hook(workflow.WDLWorkflowJob, "evaluate", "workflow eval")
@@ -99,7 +105,12 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
     _hook(adapter.TaskContext, "bind_inputs", "binding")
     _hook(adapter.TaskContext, "runtime", "binding")
     _hook(adapter.TaskContext, "command", "binding")
+    _hook(task, "write_over", "binding")
     _hook(task, "execute", "fork/exec")
+    if batch is not None:
+        _hook(batch.WDLTaskBatch, "_finished", "call records")
+        _hook(batch, "_set_aside", "scratch")
+    _hook(FileJobStore, "write_shared", "call records")
     _hook(adapter.TaskContext, "outputs", "outputs")
     _hook(files.Localizer, "uris_for_paths", "outputs")
     _hook(FileStore, "writeGlobalFile", "file store writes")
@@ -133,6 +144,13 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
             _dump(out_dir)
 
     worker.run_job = run_and_report
+
+
+def _import_or_none(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 def _start_worker(use_cprofile: bool) -> None:
