@@ -15,7 +15,7 @@ from flow.provisioners.scenarios import (
     three_sizes,
 )
 from flow.provisioners.shape import Shape, parse_node_types
-from flow.provisioners.simulated import SimJob, SimulatedCluster, run_on, simulate
+from flow.provisioners.simulated import CATEGORIES, SimJob, SimulatedCluster, run_on, simulate
 
 G = 1024**3
 
@@ -112,3 +112,29 @@ def test_a_service_holds_its_room_for_the_whole_horizon() -> None:
     work = [WorkItem("db", request, 5.0, service=True), WorkItem("db", request, None, service=True)]
     assert scaler.tick(work).plan.counts == {"n": 2}
     assert scaler.tick([WorkItem("db", request, 5.0), WorkItem("db", request)]).plan.counts == {"n": 1}
+
+
+# ---- where the node time went, and the bound it is measured against ------------------------------
+
+@pytest.mark.parametrize("make", SEEDS, ids=lambda m: m.__name__)
+def test_the_breakdown_adds_up_to_what_was_paid(make: object) -> None:
+    scenario: Scenario = make()  # type: ignore[operator]
+    result = scenario.run()
+    for t in scenario.node_types:
+        spent = sum(result.breakdown[c][t.name] for c in CATEGORIES)
+        assert spent == pytest.approx(result.node_seconds[t.name], rel=1e-9, abs=1e-6)
+    costs = scenario.costs(result)
+    assert sum(costs.values()) == pytest.approx(scenario.cost(result))
+    assert costs["premium"] >= -1e-6
+
+
+def test_the_bound_takes_the_resource_that_binds_on_each_usable_type() -> None:
+    types = parse_node_types("n:4/16G")
+    jobs = [job("cpu", 100, cores=1, memory=G), job("mem", 100, cores=0.5, memory=8 * G)]
+    # cores: 150 core-seconds / 4 = 37.5; memory: 900 GiB-seconds / 16 = 56.25: memory binds
+    assert Scenario("t", types, jobs, ScalerParams()).lower_bound() == pytest.approx(56.25)
+    mix = parse_node_types("od:4/16G,spot:4/16G:preemptible:cost=2")  # od costs 8: the unit is a spot node-second
+    on_demand = Scenario("t", mix, [job("od", 100)], ScalerParams())
+    assert on_demand.lower_bound() == pytest.approx(8 * 25 / 2)  # never on a preemptible node
+    spot = Scenario("t", mix, [job("p", 100, preemptible=True)], ScalerParams())
+    assert spot.lower_bound() == pytest.approx(25)
