@@ -314,6 +314,8 @@ class _Run:
         self.spent["work"][node.node_type.name] += job.runtime * part
         self.core_seconds += job.request.cores * job.runtime
         self.scaler.job_finished(job.name, job.runtime)
+        if node.ignored and not node.jobs:  # its last job: the leader releases it as it learns
+            self.scaler.release_drained()
         self._release(i)
 
     def _release(self, i: int) -> None:
