@@ -86,10 +86,7 @@ class Leader:
     def run(self) -> bool:
         """Run the loaded workflow to the end; True if every job succeeded."""
         while True:
-            while self._events:
-                self._carry_out(self.scheduler.step(self._events.popleft()))
-                if self._validate:
-                    self.validate()
+            self._step_events()
             self._show_progress()
             if self._outcome is not None:
                 return self._outcome
@@ -97,7 +94,18 @@ class Leader:
                 if ended.batch_id in self._job_of:  # else: a job this leader killed
                     self._events.append(self._job_ended(ended))
             self._poll_services()
-            self._maybe_tick()
+            # The jobs that the ended ones released are issued before the tick: else the cluster
+            # scaler would see a fan-out's root gone and its children not yet issued, release
+            # the root's node and buy another one round later.
+            self._step_events()
+            if self._outcome is None:
+                self._maybe_tick()
+
+    def _step_events(self) -> None:
+        while self._events:
+            self._carry_out(self.scheduler.step(self._events.popleft()))
+            if self._validate:
+                self.validate()
 
     def validate(self) -> None:
         """The scheduler's invariants, and that the jobs it has issued are the ones this leader

@@ -101,6 +101,11 @@ class Scaler(abc.ABC):
     def job_finished(self, name: str, seconds: float) -> None:
         """A job of this name ran for ``seconds`` (the runtime history the planner uses)."""
 
+    def release_drained(self) -> list[str]:
+        """Between rounds, when jobs have ended: terminate the drained nodes nothing runs on
+        any more (so they are not paid for until the next round); returns their ids."""
+        return []
+
     @abc.abstractmethod
     def live_nodes(self) -> list[Node]:
         """The run's nodes now (for the core's record of node-hours)."""
