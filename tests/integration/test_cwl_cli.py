@@ -168,6 +168,9 @@ def test_a_failure_is_reported_once_with_the_exit_status_and_a_working_resume_co
     assert failed.returncode == 1
     assert failed.stdout.strip() == "{}"
     assert "exited with status 3" in failed.stderr
+    assert "exit code 1" not in failed.stderr  # the worker's exit status never follows the tool's
+    reasons = [line for line in failed.stderr.splitlines() if " ERROR " in line or line.startswith("  - ")]
+    assert len(reasons) == 2 and all(line.count("status 3") == 1 for line in reasons), failed.stderr
     assert failed.stderr.count("no marker") == 1
     hint = failed.stderr.strip().splitlines()[-1]
     assert hint.startswith("Fix the cause, then resume: flow-cwl --restart --jobStore ")
