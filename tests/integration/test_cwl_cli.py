@@ -142,7 +142,7 @@ def test_cwltool_options(tmp_path: Path) -> None:
     version = flow_cwl("--version", cwd=tmp_path)
     assert version.returncode == 0
     assert [line.split()[0] for line in version.stdout.splitlines()] == ["flow", "cwltool", "miniwdl"]
-    for option in (["--cachedir", "c"], ["--provenance", "ro"], ["--bogus-option"]):
+    for option in (["--cachedir", "c"], ["--single-step", "s"], ["--bogus-option"]):
         done = flow_cwl(*option, "msg.cwl", cwd=tmp_path)
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1 and option[0] in done.stderr, done.stderr
