@@ -20,6 +20,7 @@ from flow.core.options import add_flow_options
 from flow.cwl import adapter, provenance, secrets, staging
 from flow.cwl.jobs import PROVENANCE_VARIABLE
 from flow.cwl.workflow import make_job
+from flow.jobstores.abstract import JobStoreError
 from flow.jobstores.registry import open_job_store
 
 #: cwltool's options (by dest) that flow-cwl takes from cwltool's own parser, with cwltool's meaning.
@@ -140,6 +141,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, An
     finally:
         if recorder is not None:
             recorder.discard()  # the temporary copy, if the run ended before writing it
+            os.environ.pop(PROVENANCE_VARIABLE, None)
 
 
 def _mentions_secrets(uri: str) -> bool:
@@ -236,7 +238,17 @@ def _stored_inputs(flow: Flow, given: dict[str, Any]) -> dict[str, Any]:
 
 def _write_research_object(recorder: provenance.Recorder, flow: Flow, uri: str, settings: adapter.RunSettings,
                            process: Any, inputs: dict[str, Any], outputs: dict[str, Any] | None) -> None:
-    where = recorder.finish(flow.jobStore, uri, settings, process, inputs, outputs)
+    """Write it; a failure to is one paragraph (after a failed run, a warning: the run's own
+    failure is what gets reported)."""
+    try:
+        where = recorder.finish(flow.jobStore, uri, settings, process, inputs, outputs)
+    except (OSError, ValueError, JobStoreError, adapter.CWLError) as exc:
+        problem = str(exc) if isinstance(exc, adapter.CWLError) else (
+            f"cannot write the research object {recorder.target} (--provenance): {exc}")
+        if outputs is None:
+            logging.getLogger("flow.cwl").warning("%s", problem)
+            return
+        raise adapter.CWLError(problem) from None
     logging.getLogger("flow.cwl").info("[provenance] Research Object saved to %s", where)
 
 

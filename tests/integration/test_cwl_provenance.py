@@ -190,7 +190,7 @@ def test_a_single_tool(tmp_path: Path) -> None:
 def test_a_failed_run_and_its_restart(docs: Path) -> None:
     marker = docs / "marker"
     (docs / "wc.cwl").write_text(FLAKY_WC.replace("MARKER", str(marker)))
-    failed = flow_cwl("--provenance", "ro", "--retryCount", "0", "wf.cwl", "job.json", cwd=docs)
+    failed = flow_cwl("--provenance", "ro", "--retryCount", "0", "--jobStore", "js", "wf.cwl", "job.json", cwd=docs)
     assert failed.returncode == 1 and failed.stdout.strip() == "{}"
     ro = docs / "ro"
     check_bag(ro)  # as cwltool's: the research object of the failed run, without outputs
