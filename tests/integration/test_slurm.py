@@ -327,6 +327,15 @@ def test_failed_job_is_reported_in_words(tmp_path: Path) -> None:
         Job.Runner.startFlow(root, options)
 
 
+def test_a_job_that_raises_is_reported_by_its_error_alone(tmp_path: Path) -> None:
+    """The job's own error, not followed by the worker's exit status (JOB_FAILED_EXIT)."""
+    options = slurm_options(tmp_path)
+    options.retryCount = 0
+    with pytest.raises(FailedJobsException) as info:
+        Job.Runner.startFlow(Job.wrapFn(payloads.raise_error, memory="50M"), options)
+    assert info.value.failed[0].reason.endswith("RuntimeError: this payload fails on purpose"), info.value.failed[0].reason
+
+
 CWL_WORKFLOW = """
 cwlVersion: v1.2
 class: Workflow
