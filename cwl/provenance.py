@@ -69,6 +69,11 @@ class Recorder:
             raise adapter.CWLError(f"--provenance {target}: cannot make its temporary folder: {exc}") from None
         self.ro.cwltool_version = engine_label()  # bag-info.txt's Bag-Software-Agent
         self.log = self.api.bag.open_log_file_for_activity(self.ro, self.ro.engine_uuid)
+        # The engine's log, as cwltool's: the command line, then what the leader logs.
+        self.handler = logging.StreamHandler(self.log)
+        self.handler.setFormatter(_LogFormat())
+        self.handler.setLevel(logging.INFO)
+        logging.getLogger("flow").addHandler(self.handler)
         self.note(f"[flow-cwl] {shlex.join(['flow-cwl', *argv])}")
         self.started = _now()
         #: The PROV entity of each stored file (by location) declared so far: a step's input is
@@ -83,9 +88,8 @@ class Recorder:
             agent._attributes[self.api.PROV_LABEL] = {engine_label()}
 
     def note(self, line: str) -> None:
-        """A line in the engine's log (``metadata/logs/engine.*.txt``), stamped as cwltool's."""
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.log.write(f"[{now:%Y-%m-%dT%H:%M:%S},{now.microsecond // 1000:03d}Z] {line}\n")
+        """A line in the engine's log (``metadata/logs/engine.*.txt``) only."""
+        self.handler.handle(logging.LogRecord("flow.cwl", logging.INFO, __file__, 0, line, None, None))
 
     def finish(self, store: JobStore, uri: str, settings: adapter.RunSettings, process: Any,
                inputs: dict[str, Any], outputs: dict[str, Any] | None) -> str:
@@ -127,11 +131,13 @@ class Recorder:
 
     def discard(self) -> None:
         """Remove the temporary research object (the run ended without one)."""
+        logging.getLogger("flow").removeHandler(self.handler)
         with contextlib.suppress(OSError, ValueError):
             self.log.close()
         self.api.bag.close_ro(self.ro)
 
     def _save(self) -> str:
+        logging.getLogger("flow").removeHandler(self.handler)
         self.log.close()  # adds it to the tag manifest
         if check_target(self.target, self.replaceable) and os.path.isdir(self.target):
             shutil.rmtree(self.target)  # empty, or the failed attempt's (checked)
@@ -251,6 +257,17 @@ def engine_label() -> str:
     from importlib.metadata import version
 
     return f"flow {version('flow')} (cwltool {version('cwltool')})"
+
+
+class _LogFormat(logging.Formatter):
+    """cwltool's provenance log format: ``[2026-01-02T03:04:05,678Z] message`` (UTC)."""
+
+    def __init__(self) -> None:
+        super().__init__("[%(asctime)sZ] %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        when = datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
+        return f"{when:%Y-%m-%dT%H:%M:%S},{int(record.msecs):03d}"
 
 
 def _now() -> datetime.datetime:

@@ -197,6 +197,9 @@ def test_a_failed_run_and_its_restart(docs: Path) -> None:
     check_ro_manifest(ro, outputs=False)
     first = process_runs(load_prov(ro), run_id(ro))
     assert sorted(first) == ["say", "say_2", "say_3"]
+    engine_log = next((ro / "metadata" / "logs").glob("engine.*.txt")).read_text()
+    assert "--provenance ro --retryCount 0" in engine_log and "exited with status 3" in engine_log
+    assert "Final process status is permanentFail" in engine_log
     # the resume command that flow-cwl prints works as pasted, and replaces that research object
     hint = failed.stderr.strip().splitlines()[-1]
     command = shlex.split(hint.split(": ", 1)[1])
