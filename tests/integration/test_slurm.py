@@ -371,11 +371,14 @@ def test_cwl_workflow(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress",
         "--batchSystem", "slurm", "--jobStore", str(tmp_path / "js"),
-        "--workDir", str(tmp_path / "work"), "wf.cwl", "job.json",
+        "--workDir", str(tmp_path / "work"), "--provenance", "ro", "wf.cwl", "job.json",
     ]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"counts": [1, 2, 3]}
+    # the research object records each step the Slurm jobs ran (flow-cwl --provenance)
+    prov = (tmp_path / "ro" / "metadata" / "provenance" / "primary.cwlprov.provn").read_text()
+    assert prov.count("prov:type='wfprov:ProcessRun'") == 3, prov
 
 
 CORES_TOOL = """
