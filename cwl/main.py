@@ -211,7 +211,8 @@ def _run(args: argparse.Namespace, uri: str, preload: bool,
         process, inputs = loaded
         try:
             if args.restart:
-                inputs = _stored_inputs(flow, inputs)
+                if recorder is not None:
+                    inputs = _stored_inputs(flow, inputs)
                 outputs = flow.restart()
             else:
                 if record is not None:

@@ -15,6 +15,10 @@ builds the research object instead, from what the run left in the job store:
   used its inputs and generated its outputs at the recorded times, the workflow's outputs
   (``workflow/primary-output.json``), and every file and string value copied into ``data/``
   under its SHA-1 (from the job store), then the PROV files and the BagIt manifests.
+
+One PROV document holds every invocation, those of sub-workflows too (named ``sub/step``), each
+started by the workflow run: cwltool writes a document per sub-workflow run, but its own tests
+only ask that every ProcessRun of ``primary.cwlprov`` be started by the main run, which holds.
 """
 
 from __future__ import annotations
