@@ -27,7 +27,7 @@ from flow.batchsystems.abstract import (
 )
 from flow.core import records
 from flow.core import state as sm
-from flow.core.description import JobDescription, JobState
+from flow.core.description import JOB_FAILED_EXIT, JobDescription, JobState
 from flow.core.exceptions import FailedJob, JobGraphDeadlockException, WorkflowKilledError
 from flow.core.filestore import SERVICE_STARTED, SERVICE_STOP
 from flow.core.progress import Progress
@@ -189,11 +189,14 @@ class Leader:
         )
 
     def _failure_reason(self, ended: JobExit, descs: list[JobDescription]) -> str:
-        """The exit, and the last line the failing job logged (its exception, usually)."""
+        """The last line the failing job logged (its exception, usually), and how the worker
+        ended unless the job's own error is the whole story (see JOB_FAILED_EXIT)."""
         words = _describe_exit(ended)
         culprit = next((d for d in descs if d.state is not JobState.RAN), None)
         raw = self.store.read_log(culprit.job_id) if culprit is not None else None
         lines = [line.strip() for line in (raw or b"").decode(errors="replace").splitlines() if line.strip()]
+        if lines and ended.reason is ExitReason.FINISHED and ended.exit_code == JOB_FAILED_EXIT:
+            return lines[-1][:300]
         return f"{lines[-1][:300]} ({words})" if lines else words
 
     def _read_finished(self, job_id: str) -> list[JobDescription]:

@@ -327,6 +327,15 @@ def test_failed_job_is_reported_in_words(tmp_path: Path) -> None:
         Job.Runner.startFlow(root, options)
 
 
+def test_a_job_that_raises_is_reported_by_its_error_alone(tmp_path: Path) -> None:
+    """The job's own error, not followed by the worker's exit status (JOB_FAILED_EXIT)."""
+    options = slurm_options(tmp_path)
+    options.retryCount = 0
+    with pytest.raises(FailedJobsException) as info:
+        Job.Runner.startFlow(Job.wrapFn(payloads.raise_error, memory="50M"), options)
+    assert info.value.failed[0].reason.endswith("RuntimeError: this payload fails on purpose"), info.value.failed[0].reason
+
+
 CWL_WORKFLOW = """
 cwlVersion: v1.2
 class: Workflow
@@ -362,11 +371,14 @@ def test_cwl_workflow(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress",
         "--batchSystem", "slurm", "--jobStore", str(tmp_path / "js"),
-        "--workDir", str(tmp_path / "work"), "wf.cwl", "job.json",
+        "--workDir", str(tmp_path / "work"), "--provenance", "ro", "wf.cwl", "job.json",
     ]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"counts": [1, 2, 3]}
+    # the research object records each step the Slurm jobs ran (flow-cwl --provenance)
+    prov = (tmp_path / "ro" / "metadata" / "provenance" / "primary.cwlprov.provn").read_text()
+    assert prov.count("prov:type='wfprov:ProcessRun'") == 3, prov
 
 
 CORES_TOOL = """
