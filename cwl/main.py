@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("job_order", nargs=argparse.REMAINDER,
                         help="the input object (YAML or JSON), and/or the tool's inputs as options")
     add_flow_options(parser, jobstore_as_flag=True)
+    # cwltool never runs a failed tool again: a retry would repeat its side effects and double a
+    # failing run's time. A lost job (a dead node or worker) is re-issued whatever this says.
+    parser.set_defaults(retryCount=0)
     return parser
 
 

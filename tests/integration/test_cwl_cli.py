@@ -203,3 +203,24 @@ def test_options_that_only_print_answer_as_cwltool(tmp_path: Path, option: str) 
         else:
             assert ours.stdout == ref.stdout
         assert not (tmp_path / "js").exists()  # nothing ran
+
+
+COUNT_AND_FAIL_TOOL = """
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c, 'echo ran >> "$0"; exit 3']
+inputs:
+  tally: {type: string, inputBinding: {position: 1}}
+outputs: []
+"""
+
+
+@pytest.mark.parametrize("retries", [None, "1"])
+def test_a_failed_tool_runs_again_only_when_asked(tmp_path: Path, retries: str | None) -> None:
+    """cwltool never runs a failed tool twice, and neither does flow-cwl unless --retryCount says."""
+    (tmp_path / "fail.cwl").write_text(COUNT_AND_FAIL_TOOL)
+    tally = tmp_path / "tally"
+    extra = ["--retryCount", retries] if retries else []
+    failed = flow_cwl(*extra, "fail.cwl", "--tally", str(tally), cwd=tmp_path)
+    assert failed.returncode == 1, failed.stderr
+    assert tally.read_text().splitlines() == ["ran"] * (1 + int(retries or 0))
