@@ -91,7 +91,8 @@ def scaler_params(options: Mapping[str, object]) -> tuple[ScalerParams, list[Nod
             raise ScalerConfigError(f"--minNodes {low[i]} is more than --maxNodes {high[i]} for node type {t.name!r}")
     return ScalerParams(targetTime=numbers["targetTime"], betaInertia=numbers["betaInertia"],
                         preemptibleCompensation=numbers["preemptibleCompensation"], minNodes=tuple(low),
-                        maxNodes=tuple(high), scaleInterval=numbers["scaleInterval"]), types
+                        maxNodes=tuple(high), scaleInterval=numbers["scaleInterval"],
+                        deadline=bool(options.get("targetDeadline"))), types
 
 
 def predict(options: Mapping[str, object], jobs: Sequence[RecordedJob],

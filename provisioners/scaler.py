@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flow.batchsystems.scalable import NodeInfo, ScalableBatchSystem
 from flow.provisioners.contract import Node, NodeState, Provisioner, Scaler, WorkItem
@@ -172,7 +172,8 @@ class ClusterScaler(Scaler):
         self._runtimes = {name: runtime(name) for name in names}
         # a service runs until the workflow stops it: its node is the last to drain
         self._runtimes.update((w.name, math.inf) for w in work if w.service)
-        result = plan(self.node_types, self._plan_jobs(work), self.params, self.target, self.shortfall)
+        params = replace(self.params, targetTime=self._horizon(work))
+        result = plan(self.node_types, self._plan_jobs(work), params, self.target, self.shortfall)
         report = RoundReport(result)
         self.target = dict(result.counts)
         ids = {n.node_id for n in live}
@@ -205,6 +206,21 @@ class ClusterScaler(Scaler):
             r = item.request
             jobs.append(PlanJob(item.name, Shape(runtime, r.memory, r.cores, r.disk, r.preemptible)))
         return jobs
+
+    def _horizon(self, work: Sequence[WorkItem]) -> float:
+        """The seconds the planner packs the work into. ``targetTime`` by default, from each round
+        (Toil's meaning: the queued work should take that long from now). With ``deadline``,
+        ``targetTime`` runs from when each job was issued: what is left of it for the job that
+        has waited longest, so that a plan made with runtimes learnt late (or too short at
+        first: the jobs that end first are the short ones) catches up instead of sliding with
+        every round; never less than the longest queued job's expected runtime (the queue cannot
+        end sooner; less would only buy a slot per job)."""
+        queued = [w for w in work if w.running_for is None and not w.service]
+        if not self.params.deadline or not queued:
+            return self.params.targetTime
+        left = self.params.targetTime - max(w.issued_for for w in queued)
+        longest = max(self._runtimes[w.name] for w in queued)
+        return max(left, min(longest, self.params.targetTime))
 
     def _estimator(self, work: Sequence[WorkItem]) -> Callable[[str], float]:
         """The expected runtime of a job of a name (see :meth:`_plan_jobs`)."""

@@ -224,6 +224,7 @@ class _Run:
             for before in job.after:
                 self.then[before].append(i)
         self.queue: list[int] = []  # ready, not running
+        self.issued = [0.0] * len(jobs)  # when each became ready (a preempted job keeps it)
         self.started: dict[int, tuple[float, str]] = {}
         self.done = 0
         self.core_seconds = 0.0
@@ -299,9 +300,10 @@ class _Run:
             self._finish(int(index), node_id)
 
     def _work(self) -> list[WorkItem]:
-        running = [WorkItem(self.jobs[i].name, self.jobs[i].request, self.c.now - t)
+        now, jobs, issued = self.c.now, self.jobs, self.issued
+        running = [WorkItem(jobs[i].name, jobs[i].request, now - t, issued_for=now - issued[i])
                    for i, (t, _) in self.started.items()]
-        return running + [WorkItem(self.jobs[i].name, self.jobs[i].request) for i in self.queue]
+        return running + [WorkItem(jobs[i].name, jobs[i].request, issued_for=now - issued[i]) for i in self.queue]
 
     def _finish(self, i: int, node_id: str) -> None:
         if self.started.get(i, (0.0, ""))[1] != node_id:
@@ -329,6 +331,7 @@ class _Run:
             for nxt in self.then[over.pop()]:
                 self.waiting[nxt] -= 1
                 if self.waiting[nxt] == 0:
+                    self.issued[nxt] = self.c.now
                     (over if self.jobs[nxt].is_barrier else self.queue).append(nxt)
 
     def _ready(self, i: int) -> None:

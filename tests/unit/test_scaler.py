@@ -156,6 +156,22 @@ def test_jobs_nobody_saw_end_are_planned_from_what_runs() -> None:
     assert scaler.tick([WorkItem("a", REQUEST)] * 8).plan.counts == {"n": 2}
 
 
+@pytest.mark.parametrize(("deadline", "waited", "nodes"), [
+    (False, 900.0, 2),  # Toil's meaning: 1800 s from now, three 600-s jobs a slot, 12 a node
+    (True, 0.0, 2),  # nothing has waited yet: the same
+    (True, 900.0, 3),  # 900 s left: two a slot (rounded to the nearest whole number), 8 a node
+    (True, 1500.0, 6),  # 300 s left, less than a job takes: one a slot
+])
+def test_with_a_deadline_the_target_time_runs_from_when_jobs_were_issued(deadline: bool, waited: float,
+                                                                         nodes: int) -> None:
+    cluster = _cluster("n:4/16G")
+    params = ScalerParams(targetTime=1800, betaInertia=0.0, maxNodes=(50,), deadline=deadline)
+    scaler = ClusterScaler(cluster, cluster, params)
+    scaler.job_finished("a", 600.0)
+    work = [WorkItem("a", REQUEST, issued_for=waited)] * 20 + [WorkItem("a", REQUEST, issued_for=10.0)] * 4
+    assert scaler.tick(work).plan.counts == {"n": nodes}
+
+
 def test_a_preempted_node_is_replaced_not_compensated() -> None:
     cluster = _cluster(MIX)
     params = ScalerParams(targetTime=1800, betaInertia=0.0, preemptibleCompensation=1.0, maxNodes=(10, 10))
