@@ -206,6 +206,8 @@ def test_flow_plan_replays_a_real_run(tmp_path: Path) -> None:
     one, four = _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "1"), _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "4")
     assert one["jobs"] == four["jobs"] == 10 and one["jobs_run"] == 10
     assert one["peak_nodes"] == 1 and four["peak_nodes"] > 1
+    deadline = _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "4", "--targetDeadline")
+    assert deadline["jobs_run"] == 10 and deadline["makespan"] <= one["makespan"]
     # eight one-second jobs, two at a time on one node; the follow-on after all of them
     assert 4.0 <= one["makespan"] < 6.0
     assert four["makespan"] < one["makespan"]
