@@ -83,6 +83,9 @@ class Autoscaling:
         self._next_release = 0.0  # drained nodes are released between rounds, this often at most
         self._ended = False  # jobs ended since the last round or release
         self._running_since: dict[str, tuple[str, float]] = {}  # job id -> (name, start)
+        #: job id -> when a tick first saw it issued (--targetDeadline runs from then); forgotten
+        #: once it is no longer issued
+        self._issued_at: dict[str, float] = {}
         self._round: threading.Thread | None = None
         self._lock = threading.Lock()
         self._finished: list[tuple[str, float]] = []  # (name, seconds) for the next round
@@ -108,8 +111,9 @@ class Autoscaling:
                 self._round.start()
             return
         self._next, self._ended = now + self.interval, False
-        work = [WorkItem(name, Shape(0.0, memory, cores, disk, preemptible), running_for, service)
-                for _, name, (cores, memory, disk, _acc, preemptible), running_for, service in issued]
+        work = [WorkItem(name, Shape(0.0, memory, cores, disk, preemptible), running_for, service,
+                         now - self._issued_at.get(job_id, now))
+                for job_id, name, (cores, memory, disk, _acc, preemptible), running_for, service in issued]
         self._round = threading.Thread(target=self._run_round, args=(work,), name="flow-scaler", daemon=True)
         self._round.start()
 
@@ -148,6 +152,10 @@ class Autoscaling:
         for job_id, name, _, secs, service in issued:
             if secs is not None and not service and job_id not in self._running_since:
                 self._running_since[job_id] = (name, now - secs)
+            self._issued_at.setdefault(job_id, now if secs is None else now - secs)
+        if ended:  # forget the jobs no longer issued
+            issued_ids = {job_id for job_id, *_ in issued}
+            self._issued_at = {j: t for j, t in self._issued_at.items() if j in issued_ids}
         return ended
 
     def _journal(self, event: str, details: Mapping[str, object]) -> None:

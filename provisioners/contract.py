@@ -71,6 +71,7 @@ class WorkItem:
     request: Shape
     running_for: float | None = None
     service: bool = False  # runs until the workflow stops it: holds its room throughout
+    issued_for: float = 0.0  # seconds since the leader issued it (queued or running)
 
 
 @dataclass(frozen=True)

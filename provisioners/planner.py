@@ -59,6 +59,9 @@ class ScalerParams:
     minNodes: tuple[int, ...] = ()  # per node type, in order (expanded by the caller)
     maxNodes: tuple[int, ...] = ()
     scaleInterval: float = 60.0  # seconds between scaler rounds (the scaler's, not the planner's)
+    #: --targetDeadline: targetTime runs from when each job was issued, not from each round (the
+    #: scaler's, see ClusterScaler._horizon; the planner packs over whatever targetTime it gets)
+    deadline: bool = False
 
     def bounds(self, index: int) -> tuple[int, int]:
         low = self.minNodes[index] if index < len(self.minNodes) else 0

@@ -3,13 +3,15 @@
 Growing: launch the missing nodes (journalled first, see ``journal``); nodes lost to preemption
 while jobs wait for their type are launched again even when the plan, made afresh for a
 shrinking queue, asks for fewer (else the cluster decays round after round). Shrinking: only by
-draining, and a busy node is not drained, or is taken back from draining, while a queued job
-that belongs on its type could run on it (its free room would stay idle while the job waits:
-shrinking then saves no node time). A node to remove is first ignored by the batch system (no
+draining; while queued jobs that belong on a type wait, its busy nodes are kept (or taken back
+from draining) as far as their room, free now or within a round, is needed to start those jobs
+(:func:`kept_for_waiting`). A node to remove is first ignored by the batch system (no
 new job goes there), and terminated once nothing runs on it: by the next round, or as soon as
 its last job ends when the caller calls :meth:`ClusterScaler.release_drained` then. Idle nodes
-are chosen first, then booting ones, then the least useful (a node running a job is kept in
-preference to an idle one). A node that runs a job is never terminated. The scaler takes its
+are chosen first, then booting ones, then the busy nodes whose jobs are expected to end soonest
+(:func:`keep_order`: a node is paid until its last job ends, so the nodes kept are those whose
+jobs end last, and those drained go soonest); a node that runs a job is kept in preference to an
+idle one. A node that runs a job is never terminated. The scaler takes its
 clock from its caller (``tick(work)``: each job's age), so it runs the same in the leader and
 in virtual time.
 """
@@ -18,10 +20,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
-from flow.batchsystems.scalable import ScalableBatchSystem
+from flow.batchsystems.scalable import NodeInfo, ScalableBatchSystem
 from flow.provisioners.contract import Node, NodeState, Provisioner, Scaler, WorkItem
 from flow.provisioners.planner import MIN_WALLTIME, Plan, PlanJob, ScalerParams, plan
 from flow.provisioners.shape import NodeType, Shape, share
@@ -55,6 +57,73 @@ class RuntimeHistory:
         return total / n if n else default
 
 
+def expected_end(info: NodeInfo | None, runtimes: Mapping[str, float]) -> float:
+    """Seconds until the last job running on a node is expected to end: per job, its kind's
+    expected runtime (``runtimes``, by job name) minus how long it has run, at least
+    MIN_WALLTIME (a job past its kind's mean may end any moment). 0 for a node that reports no
+    job; infinity when it runs jobs the batch system cannot name or whose kind has no estimate
+    (such a node is kept, as every busy node was before jobs were reported per node)."""
+    if info is None or (not info.jobs and not info.workers):
+        return 0.0
+    if not info.jobs or any(job.name not in runtimes for job in info.jobs):
+        return math.inf
+    return max(max(runtimes[job.name] - job.seconds, MIN_WALLTIME) for job in info.jobs)
+
+
+def keep_order(nodes: Sequence[Node], busy: Collection[str], infos: Mapping[str, NodeInfo],
+               runtimes: Mapping[str, float], draining: Collection[str] = ()) -> list[Node]:
+    """The nodes of one type, the one to keep first (a round keeps the first ``want`` and drains
+    the rest). Busy nodes (ids in ``busy``) come before idle ones; among busy nodes, those whose
+    jobs are expected to end last (:func:`expected_end`, from the batch system's ``infos`` by
+    node address): a node is paid for until its last job ends, so a shrinking cluster drains the
+    nodes that will be free soonest and keeps the one whose jobs end last. Among idle nodes,
+    ready ones before booting ones. Ties: a node not draining before a draining one (no churn),
+    then the oldest first. Pure: no I/O, no clock."""
+    def rank(node: Node) -> tuple[int, float, int, int, float]:
+        drains = 1 if node.node_id in draining else 0
+        if node.node_id in busy:
+            return 0, -expected_end(infos.get(node.name), runtimes), 0, drains, node.launched_at
+        return 1, 0.0, 0 if node.state is NodeState.READY else 1, drains, node.launched_at
+
+    return sorted(nodes, key=rank)
+
+
+def room_soon(info: NodeInfo | None, runtimes: Mapping[str, float], within: float) -> float:
+    """The share of a node free now or expected to be free within ``within`` seconds (its jobs
+    expected to end by then, see :func:`expected_end`): the lesser of its cores' and its
+    memory's. A node the batch system does not report has none; one whose jobs it cannot
+    name, only what is free now."""
+    if info is None or info.coresTotal <= 0 or info.memoryTotal <= 0:
+        return 0.0
+    cores, memory = info.coresTotal - info.requestedCores, info.memoryTotal - info.requestedMemory
+    for job in info.jobs:
+        if job.name in runtimes and runtimes[job.name] - job.seconds <= within:
+            cores, memory = cores + job.cores, memory + job.memory
+    return max(0.0, min(cores / info.coresTotal, memory / info.memoryTotal))
+
+
+def kept_for_waiting(kept: Sequence[Node], candidates: Sequence[Node], busy: Collection[str],
+                     infos: Mapping[str, NodeInfo], runtimes: Mapping[str, float], need: float,
+                     within: float) -> list[Node]:
+    """Of the busy nodes a round would drain (``candidates``, in :func:`keep_order`), those kept
+    because jobs wait for their type (``need``: the waiting jobs' shares of a node): the first
+    ones, until the room free now or within ``within`` seconds on the nodes kept holds them all.
+    The waiting jobs then start within about a round, on the nodes whose jobs end last (adding
+    to the tail of a node paid for anyway), while the nodes whose jobs end soonest drain and go:
+    keeping every busy node while anything waits spread the last queued jobs over every node,
+    each paid until its own late job ends. A node whose jobs the batch system does not report
+    offers only its free room, so without per-node job reports every busy node is kept."""
+    room = sum(room_soon(infos.get(n.name), runtimes, within) for n in kept)
+    out = []
+    for node in candidates:
+        if room >= need - 1e-9:
+            break
+        if node.node_id in busy:
+            out.append(node)
+            room += room_soon(infos.get(node.name), runtimes, within)
+    return out
+
+
 @dataclass
 class RoundReport:
     plan: Plan
@@ -83,6 +152,8 @@ class ClusterScaler(Scaler):
         self._any_running = False
         self._queued: dict[Shape, int] = {}
         self._kept: dict[str, str] = {}  # node id -> type name: the nodes the last round kept
+        self._infos: dict[str, NodeInfo] = {}  # the batch system's nodes by address, this round
+        self._runtimes: dict[str, float] = {}  # expected runtime per job name, this round
 
     def job_finished(self, name: str, seconds: float) -> None:
         self.history.record(name, seconds)
@@ -95,7 +166,14 @@ class ClusterScaler(Scaler):
         for w in work:
             if w.running_for is None:
                 self._queued[w.request] = self._queued.get(w.request, 0) + 1
-        result = plan(self.node_types, self._plan_jobs(work), self.params, self.target, self.shortfall)
+        runtime = self._estimator(work)
+        self._infos = self.batch.getNodes() if self.batch is not None else {}
+        names = {w.name for w in work} | {j.name for i in self._infos.values() for j in i.jobs}
+        self._runtimes = {name: runtime(name) for name in names}
+        # a service runs until the workflow stops it: its node is the last to drain
+        self._runtimes.update((w.name, math.inf) for w in work if w.service)
+        params = replace(self.params, targetTime=self._horizon(work))
+        result = plan(self.node_types, self._plan_jobs(work), params, self.target, self.shortfall)
         report = RoundReport(result)
         self.target = dict(result.counts)
         ids = {n.node_id for n in live}
@@ -118,15 +196,9 @@ class ClusterScaler(Scaler):
         not for every job taking the whole targetTime, which bought every node --maxNodes
         allows for a workload of short jobs (Toil assumes one second).
         """
-        ages: dict[str, float] = {}
-        for item in work:
-            if item.running_for is not None and not item.service:
-                ages[item.name] = max(ages.get(item.name, 0.0), item.running_for)
-        oldest = max(ages.values(), default=0.0)
         jobs = []
         for item in work:
-            unseen = max(2.0 * ages.get(item.name, oldest), self.params.scaleInterval)
-            runtime = self.history.estimate(item.name, unseen)
+            runtime = self._runtimes[item.name]
             if item.service:  # as Toil: a service holds its room past the horizon
                 runtime = self.params.targetTime
             elif item.running_for is not None:  # what is left of it, as far as we know
@@ -134,6 +206,34 @@ class ClusterScaler(Scaler):
             r = item.request
             jobs.append(PlanJob(item.name, Shape(runtime, r.memory, r.cores, r.disk, r.preemptible)))
         return jobs
+
+    def _horizon(self, work: Sequence[WorkItem]) -> float:
+        """The seconds the planner packs the work into. ``targetTime`` by default, from each round
+        (Toil's meaning: the queued work should take that long from now). With ``deadline``,
+        ``targetTime`` runs from when each job was issued: what is left of it for the job that
+        has waited longest, so that a plan made with runtimes learnt late (or too short at
+        first: the jobs that end first are the short ones) catches up instead of sliding with
+        every round; never less than the longest queued job's expected runtime (the queue cannot
+        end sooner; less would only buy a slot per job)."""
+        queued = [w for w in work if w.running_for is None and not w.service]
+        if not self.params.deadline or not queued:
+            return self.params.targetTime
+        left = self.params.targetTime - max(w.issued_for for w in queued)
+        longest = max(self._runtimes[w.name] for w in queued)
+        return max(left, min(longest, self.params.targetTime))
+
+    def _estimator(self, work: Sequence[WorkItem]) -> Callable[[str], float]:
+        """The expected runtime of a job of a name (see :meth:`_plan_jobs`)."""
+        ages: dict[str, float] = {}
+        for item in work:
+            if item.running_for is not None and not item.service:
+                ages[item.name] = max(ages.get(item.name, 0.0), item.running_for)
+        oldest = max(ages.values(), default=0.0)
+
+        def runtime(name: str) -> float:
+            return self.history.estimate(name, max(2.0 * ages.get(name, oldest), self.params.scaleInterval))
+
+        return runtime
 
     def _resize(self, node_type: NodeType, nodes: list[Node], report: RoundReport, lost: int) -> None:
         """Keep the ``want`` most useful nodes (busy first, then ready, then those not draining,
@@ -150,10 +250,16 @@ class ClusterScaler(Scaler):
             if floor > want:
                 report.plan.why[node_type.name] = f"{floor - active} of {lost} lost node(s) replaced"
                 want = self.target[node_type.name] = floor
-        ranked = sorted(nodes, key=self._keep_rank)
-        # A busy node is kept, or taken back from draining, while a queued job could run on it:
-        # draining it would leave its free room idle while that job waits, saving no node time.
-        keep = ranked[:want] + ([n for n in ranked[want:] if self._in_use(n)] if waiting else [])
+        busy = {n.node_id for n in nodes if self._in_use(n)}
+        ranked = keep_order(nodes, busy, self._infos, self._runtimes, self.draining)
+        # While jobs wait for the type, busy nodes the plan would drain are kept (or taken back
+        # from draining) as far as their room, free now or within a round, is needed to start
+        # them: those whose jobs end last first (see kept_for_waiting).
+        keep = ranked[:want]
+        if waiting:
+            need = sum(n * share(r, node_type.shape) for r, n in waiting)
+            keep = keep + kept_for_waiting(keep, ranked[want:], busy, self._infos, self._runtimes, need,
+                                           self.params.scaleInterval)
         kept_ids = {n.node_id for n in keep}
         for node in keep:
             if node.node_id in self.draining:  # wanted again: take it back before buying
@@ -179,10 +285,6 @@ class ClusterScaler(Scaler):
             return False
         return (node_type.preemptible or not request.preemptible
                 or not any(t.preemptible and request.fits_in(t.shape) for t in self.node_types))
-
-    def _keep_rank(self, node: Node) -> tuple[int, int, int, float]:
-        return (0 if self._in_use(node) else 1, 0 if node.state is NodeState.READY else 1,
-                1 if node.node_id in self.draining else 0, node.launched_at)
 
     def _in_use(self, node: Node) -> bool:
         if node.state is NodeState.BOOTING:

@@ -17,7 +17,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from flow.batchsystems.scalable import NodeInfo, ScalableBatchSystem
+from flow.batchsystems.scalable import NodeInfo, RunningJob, ScalableBatchSystem
 from flow.provisioners.contract import (
     Node,
     NodeState,
@@ -45,7 +45,8 @@ class _Node:
     cores: float = 0.0  # free
     memory: int = 0
     disk: int = 0
-    jobs: set[int] = field(default_factory=set)
+    #: job index -> (name, started at, cores, memory)
+    jobs: dict[int, tuple[str, float, float, int]] = field(default_factory=dict)
     share: float = 0.0  # of the node its jobs take (each job: cores or memory, whichever binds)
     ignored: bool = False
     was_drained: bool = False  # ignored when it was terminated
@@ -147,8 +148,10 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
             if self.now < n.ready_at or (preemptible is not None and n.node_type.preemptible != preemptible):
                 continue
             s = n.node_type.shape
+            jobs = tuple(RunningJob(name, self.now - started, cores, memory)
+                         for name, started, cores, memory in n.jobs.values())
             out[n.node_id] = NodeInfo(s.cores - n.cores, s.memory - n.memory, s.cores, s.memory,
-                                      s.cores - n.cores, s.memory - n.memory, len(n.jobs))
+                                      s.cores - n.cores, s.memory - n.memory, len(n.jobs), jobs)
         return out
 
     def nodeInUse(self, nodeAddress: str) -> bool:
@@ -181,7 +184,7 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
         node.was_drained = True  # not the scaler's doing
         self.preempted += 1
         self.spot_short = True
-        lost, node.jobs, node.share = sorted(node.jobs), set(), 0.0
+        lost, node.jobs, node.share = sorted(node.jobs), {}, 0.0
         return lost
 
     def node_seconds(self, end: float) -> dict[str, float]:
@@ -221,6 +224,7 @@ class _Run:
             for before in job.after:
                 self.then[before].append(i)
         self.queue: list[int] = []  # ready, not running
+        self.issued = [0.0] * len(jobs)  # when each became ready (a preempted job keeps it)
         self.started: dict[int, tuple[float, str]] = {}
         self.done = 0
         self.core_seconds = 0.0
@@ -296,16 +300,17 @@ class _Run:
             self._finish(int(index), node_id)
 
     def _work(self) -> list[WorkItem]:
-        running = [WorkItem(self.jobs[i].name, self.jobs[i].request, self.c.now - t)
+        now, jobs, issued = self.c.now, self.jobs, self.issued
+        running = [WorkItem(jobs[i].name, jobs[i].request, now - t, issued_for=now - issued[i])
                    for i, (t, _) in self.started.items()]
-        return running + [WorkItem(self.jobs[i].name, self.jobs[i].request) for i in self.queue]
+        return running + [WorkItem(jobs[i].name, jobs[i].request, issued_for=now - issued[i]) for i in self.queue]
 
     def _finish(self, i: int, node_id: str) -> None:
         if self.started.get(i, (0.0, ""))[1] != node_id:
             return  # the end of an attempt lost with a preempted node
         del self.started[i]
         node, job = self.c._nodes[node_id], self.jobs[i]
-        node.jobs.discard(i)
+        node.jobs.pop(i, None)
         node.cores += job.request.cores
         node.memory += job.request.memory
         node.disk += job.request.disk
@@ -326,6 +331,7 @@ class _Run:
             for nxt in self.then[over.pop()]:
                 self.waiting[nxt] -= 1
                 if self.waiting[nxt] == 0:
+                    self.issued[nxt] = self.c.now
                     (over if self.jobs[nxt].is_barrier else self.queue).append(nxt)
 
     def _ready(self, i: int) -> None:
@@ -359,7 +365,7 @@ class _Run:
             node.memory -= r.memory
             node.disk -= r.disk
             node.share += share(r, node.node_type.shape)
-            node.jobs.add(i)
+            node.jobs[i] = (jobs[i].name, self.c.now, r.cores, r.memory)
             self.started[i] = (self.c.now, node.node_id)
             self.c.push(self.c.now + jobs[i].runtime, "end", f"{i} {node.node_id}")
         kept = set(left)

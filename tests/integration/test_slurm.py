@@ -275,6 +275,24 @@ def test_polling_is_chunked_and_backs_off(slurm: SlurmBatchSystem) -> None:
     assert slurm._interval > slurm.poll_interval[0]  # it backed off
 
 
+def test_get_nodes_names_the_jobs_running_on_each_node(slurm: SlurmBatchSystem) -> None:
+    """The cluster scaler's per-node view: each running job on its node (squeue's %N in the
+    status poll the batch system makes anyway), with how long it has run; no command per job."""
+    batch_id = slurm.issue(payload("sleep", "300"))
+    wait_until(lambda: slurm.wait(0.2) == [] and batch_id in slurm.running(), START_WAIT,
+               "the job did not start")
+    [[where]] = squeue(f"--jobs={slurm._jobs[batch_id].scheduler_id}", "--format=%N")
+    hpc.reset_command_calls()
+    nodes = slurm.getNodes()
+    assert hpc.command_calls() == {"scontrol": 1}  # the node list; the jobs come from the last poll
+    running = {node: info.jobs for node, info in nodes.items() if info.jobs}
+    assert list(running) == [where] and [job.name for job in running[where]] == ["sleep"]
+    assert 0 <= running[where][0].seconds < START_WAIT + 60 and running[where][0].memory == 100 * MiB
+    assert nodes[where].workers >= 1
+    slurm.kill([batch_id])
+    assert not any(info.jobs for info in slurm.getNodes().values())
+
+
 # ---- workflows -----------------------------------------------------------------------------
 
 
