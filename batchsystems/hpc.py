@@ -186,6 +186,7 @@ class JobStatus:
     signal: int = 0
     elapsed: float | None = None  # seconds it has run (or ran)
     note: str = ""  # the scheduler's reason word, e.g. "NonZeroExitCode"
+    node: str = ""  # the node it runs on, where the status command tells (for a cluster scaler)
 
 
 # ---- the job script -----------------------------------------------------------------------

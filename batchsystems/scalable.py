@@ -15,8 +15,20 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class RunningJob:
+    """A job running on a node: its name as issued (``BatchJob.name``: the scaler learns
+    runtimes per name), the seconds it has run so far, and its request (what its end frees)."""
+
+    name: str
+    seconds: float
+    cores: float = 0.0
+    memory: int = 0  # bytes
+
+
+@dataclass(frozen=True)
 class NodeInfo:
-    """One node as the batch system sees it (Toil's ``NodeInfo``)."""
+    """One node as the batch system sees it (Toil's ``NodeInfo``, plus the jobs running there:
+    the scaler drains first the nodes whose jobs are expected to end soonest)."""
 
     coresUsed: float  # cores busy now (measured where the batch system can, else requested)
     memoryUsed: int  # bytes in use now
@@ -25,6 +37,8 @@ class NodeInfo:
     requestedCores: float  # sum of the requests of the jobs running there
     requestedMemory: int
     workers: int  # jobs running there
+    #: The jobs running there, where the batch system knows them (empty: it cannot tell).
+    jobs: tuple[RunningJob, ...] = ()
 
 
 class ScalableBatchSystem(abc.ABC):

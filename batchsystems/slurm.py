@@ -31,6 +31,7 @@ import re
 import shlex
 import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 
 from flow.batchsystems.abstract import (
     BatchConfig,
@@ -219,7 +220,8 @@ def parse_sbatch(done: CompletedCommand, name: str) -> str:
 
 
 def parse_squeue(done: CompletedCommand) -> dict[str, JobStatus]:
-    """``squeue --noheader --states=all --jobs=... --format=%i|%T|%M|%r`` by job id."""
+    """``squeue --noheader --states=all --jobs=... --format=%i|%T|%M|%r|%N`` by job id (the
+    node list, last, is empty while a job waits; flow's jobs ask for one node)."""
     if not done.ok:
         if _UNKNOWN_JOB in done.words.lower():
             return {}  # none of the jobs asked about is known any more
@@ -230,7 +232,9 @@ def parse_squeue(done: CompletedCommand) -> dict[str, JobStatus]:
         if len(fields) < 4 or not fields[0].isdigit():
             continue
         scheduler_id, state, used, note = fields[:4]
-        statuses[scheduler_id] = job_status(scheduler_id, state, None, parse_duration(used), note)
+        status = job_status(scheduler_id, state, None, parse_duration(used), note)
+        node = fields[4].strip() if len(fields) > 4 else ""
+        statuses[scheduler_id] = replace(status, node=node) if node else status
     return statuses
 
 
@@ -317,7 +321,7 @@ class SlurmBatchSystem(ScalableSlurm):
     def status_command(self, scheduler_ids: Sequence[str]) -> list[str]:
         return [
             "squeue", "--noheader", "--states=all", f"--jobs={','.join(scheduler_ids)}",
-            "--format=%i|%T|%M|%r",
+            "--format=%i|%T|%M|%r|%N",  # %N: where each runs, for the cluster scaler (getNodes)
         ]
 
     def parse_status(self, done: CompletedCommand) -> dict[str, JobStatus]:

@@ -34,7 +34,7 @@ from flow.batchsystems.hpc import (
     Phase,
     run_command,
 )
-from flow.batchsystems.scalable import NodeInfo, ScalableBatchSystem
+from flow.batchsystems.scalable import NodeInfo, RunningJob, ScalableBatchSystem
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,9 @@ class ScalableSlurm(HPCBatchSystem, ScalableBatchSystem):
         self.elastic_feature: str | None = None  # set by begin_run for a run of the slurm provisioner
         self._nodes: tuple[float, dict[str, SlurmNode]] = (0.0, {})
         self._deferred: dict[str, _Deferred] = {}  # placeholder scheduler id -> job
+        #: scheduler id -> node, of the jobs the last status poll saw running (squeue's %N):
+        #: replaced whole at each poll, read by getNodes on the scaler's thread.
+        self._job_nodes: dict[str, str] = {}
         self._deferrals = 0
 
     # -- ScalableBatchSystem -----------------------------------------------------------------
@@ -167,10 +170,24 @@ class ScalableSlurm(HPCBatchSystem, ScalableBatchSystem):
             return {}  # Slurm has no preemptible nodes of its own
         nodes = read_nodes()
         self._nodes = (time.monotonic(), nodes)
-        # scontrol does not count jobs per node: ``workers`` is 1 for a node that runs any.
+        jobs = self.jobs_by_node()
+        # scontrol does not count jobs per node: ``workers`` is the run's jobs there (from the
+        # last status poll), at least 1 for a node that runs any.
         return {n.name: NodeInfo(float(n.cpus_used), n.memory_used_mb * MiB, float(n.cpus), n.memory_mb * MiB,
-                                 float(n.cpus_used), n.memory_used_mb * MiB, 1 if n.busy else 0)
+                                 float(n.cpus_used), n.memory_used_mb * MiB,
+                                 max(len(jobs.get(n.name, ())), 1 if n.busy else 0), tuple(jobs.get(n.name, ())))
                 for n in nodes.values()}
+
+    def jobs_by_node(self) -> dict[str, list[RunningJob]]:
+        """The run's running jobs per node, as the last status poll saw them (no command)."""
+        where, now = self._job_nodes, time.monotonic()
+        out: dict[str, list[RunningJob]] = {}
+        for tracked in list(self._jobs.values()):  # a copy: the leader's thread polls meanwhile
+            node = where.get(tracked.scheduler_id)
+            if node and tracked.started is not None:
+                job = tracked.job
+                out.setdefault(node, []).append(RunningJob(job.name, now - tracked.started, float(job.cores), job.memory))
+        return out
 
     def nodeInUse(self, nodeAddress: str) -> bool:
         taken, nodes = self._nodes
@@ -273,6 +290,11 @@ class ScalableSlurm(HPCBatchSystem, ScalableBatchSystem):
     def _statuses(self, scheduler_ids: list[str]) -> dict[str, JobStatus]:
         real = [s for s in scheduler_ids if s not in self._deferred]
         statuses = super()._statuses(real) if real else {}
+        tracked, asked = {t.scheduler_id for t in self._jobs.values()}, set(real)
+        where = {s: node for s, node in self._job_nodes.items() if s in tracked and s not in asked}
+        where.update((s, status.node) for s, status in statuses.items()
+                     if status.node and status.phase is Phase.RUNNING)
+        self._job_nodes = where
         for s in scheduler_ids:
             if s in self._deferred:
                 statuses[s] = JobStatus(s, Phase.QUEUED, "DEFERRED", note="waiting for a node of the run")

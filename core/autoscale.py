@@ -35,6 +35,9 @@ from flow.provisioners.shape import Shape
 
 logger = logging.getLogger("flow.autoscale")
 
+#: Seconds between two releases of drained nodes whose jobs have ended (between rounds).
+RELEASE_INTERVAL = 5.0
+
 
 class IssuedJobs(Protocol):
     """What the scaler needs from the leader."""
@@ -77,7 +80,12 @@ class Autoscaling:
         self.nodes: dict[str, dict[str, Any]] = _read_nodes(store) if restart else {}
         self.cores = {t.name: t.shape.cores for t in scaler_params(vars(options))[1]}
         self._next = 0.0
+        self._next_release = 0.0  # drained nodes are released between rounds, this often at most
+        self._ended = False  # jobs ended since the last round or release
         self._running_since: dict[str, tuple[str, float]] = {}  # job id -> (name, start)
+        #: job id -> when a tick first saw it issued (--targetDeadline runs from then); forgotten
+        #: once it is no longer issued
+        self._issued_at: dict[str, float] = {}
         self._round: threading.Thread | None = None
         self._lock = threading.Lock()
         self._finished: list[tuple[str, float]] = []  # (name, seconds) for the next round
@@ -93,14 +101,28 @@ class Autoscaling:
             raise FlowError(self._error)
         now = time.monotonic()
         issued = leader.issued_jobs()
-        self._learn_runtimes(issued, now)
-        if now < self._next or (self._round is not None and self._round.is_alive()):
+        self._ended = self._learn_runtimes(issued, now) > 0 or self._ended
+        if self._round is not None and self._round.is_alive():
             return
-        self._next = now + self.interval
-        work = [WorkItem(name, Shape(0.0, memory, cores, disk, preemptible), running_for, service)
-                for _, name, (cores, memory, disk, _acc, preemptible), running_for, service in issued]
+        if now < self._next:
+            if self._ended and now >= self._next_release:  # a drained node may have just emptied
+                self._ended, self._next_release = False, now + min(self.interval, RELEASE_INTERVAL)
+                self._round = threading.Thread(target=self._release, name="flow-scaler", daemon=True)
+                self._round.start()
+            return
+        self._next, self._ended = now + self.interval, False
+        work = [WorkItem(name, Shape(0.0, memory, cores, disk, preemptible), running_for, service,
+                         now - self._issued_at.get(job_id, now))
+                for job_id, name, (cores, memory, disk, _acc, preemptible), running_for, service in issued]
         self._round = threading.Thread(target=self._run_round, args=(work,), name="flow-scaler", daemon=True)
         self._round.start()
+
+    def _release(self) -> None:
+        try:
+            if self.scaler.release_drained():
+                self._note_nodes()
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            logger.warning("the cluster scaler could not release drained nodes: %s", exc)
 
     def _run_round(self, work: list[WorkItem]) -> None:
         with self._lock:
@@ -117,16 +139,24 @@ class Autoscaling:
         except Exception as exc:  # noqa: BLE001 - e.g. the batch system's node commands failing
             logger.warning("the cluster scaler could not act this round: %s", exc)
 
-    def _learn_runtimes(self, issued: list[Any], now: float) -> None:
+    def _learn_runtimes(self, issued: list[Any], now: float) -> int:
+        """Note the jobs that started and ended since the last tick; how many ended."""
         running = {job_id for job_id, _, _, secs, _ in issued if secs is not None}
+        ended = 0
         for job_id, (name, start) in list(self._running_since.items()):
             if job_id not in running:  # ended since the last tick (a failure teaches the same)
+                ended += 1
                 with self._lock:
                     self._finished.append((name, now - start))
                 del self._running_since[job_id]
         for job_id, name, _, secs, service in issued:
             if secs is not None and not service and job_id not in self._running_since:
                 self._running_since[job_id] = (name, now - secs)
+            self._issued_at.setdefault(job_id, now if secs is None else now - secs)
+        if ended:  # forget the jobs no longer issued
+            issued_ids = {job_id for job_id, *_ in issued}
+            self._issued_at = {j: t for j, t in self._issued_at.items() if j in issued_ids}
+        return ended
 
     def _journal(self, event: str, details: Mapping[str, object]) -> None:
         """The scaler's launches and terminations, into the job store at once."""

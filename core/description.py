@@ -17,6 +17,11 @@ class JobState(enum.IntEnum):
 
 #: Bodies and return values up to this size live inside the description: one file, not two.
 INLINE_LIMIT = 16 * 1024
+#: The worker's exit status when a job itself failed (raised) and its log, saved in the job store,
+#: says why (BSD sysexits' EX_SOFTWARE). The leader then reports the job's own error alone: the
+#: worker's status tells nothing more about the job, and a front-end's error (a CWL tool's or WDL
+#: task's real exit status) must not be followed by the worker's. Not 1: any Python crash exits 1.
+JOB_FAILED_EXIT = 70
 
 
 def new_job_id() -> str:

@@ -27,7 +27,7 @@ from flow.batchsystems.abstract import (
 )
 from flow.core import records
 from flow.core import state as sm
-from flow.core.description import JobDescription, JobState
+from flow.core.description import JOB_FAILED_EXIT, JobDescription, JobState
 from flow.core.exceptions import FailedJob, JobGraphDeadlockException, WorkflowKilledError
 from flow.core.filestore import SERVICE_STARTED, SERVICE_STOP
 from flow.core.progress import Progress
@@ -86,10 +86,7 @@ class Leader:
     def run(self) -> bool:
         """Run the loaded workflow to the end; True if every job succeeded."""
         while True:
-            while self._events:
-                self._carry_out(self.scheduler.step(self._events.popleft()))
-                if self._validate:
-                    self.validate()
+            self._step_events()
             self._show_progress()
             if self._outcome is not None:
                 return self._outcome
@@ -97,7 +94,18 @@ class Leader:
                 if ended.batch_id in self._job_of:  # else: a job this leader killed
                     self._events.append(self._job_ended(ended))
             self._poll_services()
-            self._maybe_tick()
+            # The jobs that the ended ones released are issued before the tick: else the cluster
+            # scaler would see a fan-out's root gone and its children not yet issued, release
+            # the root's node and buy another one round later.
+            self._step_events()
+            if self._outcome is None:
+                self._maybe_tick()
+
+    def _step_events(self) -> None:
+        while self._events:
+            self._carry_out(self.scheduler.step(self._events.popleft()))
+            if self._validate:
+                self.validate()
 
     def validate(self) -> None:
         """The scheduler's invariants, and that the jobs it has issued are the ones this leader
@@ -181,11 +189,14 @@ class Leader:
         )
 
     def _failure_reason(self, ended: JobExit, descs: list[JobDescription]) -> str:
-        """The exit, and the last line the failing job logged (its exception, usually)."""
+        """The last line the failing job logged (its exception, usually), and how the worker
+        ended unless the job's own error is the whole story (see JOB_FAILED_EXIT)."""
         words = _describe_exit(ended)
         culprit = next((d for d in descs if d.state is not JobState.RAN), None)
         raw = self.store.read_log(culprit.job_id) if culprit is not None else None
         lines = [line.strip() for line in (raw or b"").decode(errors="replace").splitlines() if line.strip()]
+        if lines and ended.reason is ExitReason.FINISHED and ended.exit_code == JOB_FAILED_EXIT:
+            return lines[-1][:300]
         return f"{lines[-1][:300]} ({words})" if lines else words
 
     def _read_finished(self, job_id: str) -> list[JobDescription]:

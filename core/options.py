@@ -162,6 +162,9 @@ def add_autoscaling_options(parser: argparse.ArgumentParser) -> None:
                             "{memory_mb} {disk_mb} {features} {type} {run}, e.g. 'add-node {name} {cores} {memory_mb} {features}'")
     scale.add_argument("--nodeTerminateCommand", default=None,
                        help="--provisioner slurm: the site command that removes a node, a template with {name} {run}")
+    scale.add_argument("--targetDeadline", action="store_true", default=False,
+                       help="--targetTime runs from when each job was issued (a deadline the scaler buys nodes to "
+                            "meet), not from each scaler round (Toil's meaning); costs more node time")
     scale.add_argument("--nodeRegisterTimeout", type=float, default=600.0,
                        help="--provisioner slurm: seconds a launched node may take to register with Slurm before it is "
                             "terminated (600)")

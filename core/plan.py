@@ -36,6 +36,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--betaInertia", type=float, default=0.1, help="0 to 1 (0.1)")
     parser.add_argument("--scaleInterval", type=float, default=60.0, help="seconds between scaler rounds (60)")
     parser.add_argument("--preemptibleCompensation", type=float, default=0.0, help="0 to 1 (0)")
+    parser.add_argument("--targetDeadline", action="store_true",
+                        help="--targetTime runs from when each job was issued, not from each scaler round")
     parser.add_argument("--bootDelay", type=float, default=60.0, help="seconds a node takes to boot (60)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 

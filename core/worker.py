@@ -28,7 +28,7 @@ import dill
 import flow.batchsystems
 import flow.jobstores
 from flow.core import deferred, promise, records, scriptref
-from flow.core.description import INLINE_LIMIT, JobDescription, JobState
+from flow.core.description import INLINE_LIMIT, JOB_FAILED_EXIT, JobDescription, JobState
 from flow.core.exceptions import FlowError, PromiseError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
@@ -87,7 +87,8 @@ def _open(locator: str) -> tuple[JobStore, WorkerConfig]:
 
 
 def run_job(locator: str, job_id: str) -> int:
-    """Run job ``job_id`` and any successors it can chain into. 0 if all committed."""
+    """Run job ``job_id`` and any successors it can chain into. 0 if all committed,
+    JOB_FAILED_EXIT if a job failed (its log says why)."""
     store, config = _open(locator)
     _arm_bad_worker(config)
     current: str | None = job_id
@@ -97,7 +98,7 @@ def run_job(locator: str, job_id: str) -> int:
             return 0  # already committed (e.g. reissued after a leader restart)
         ok, nxt = _run_one(store, config, desc)
         if not ok:
-            return 1
+            return JOB_FAILED_EXIT
         current = nxt
     return 0
 

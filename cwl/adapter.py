@@ -397,6 +397,34 @@ def check_requirements(process: Any, settings: RunSettings) -> None:
     process.visit(visit)
 
 
+# ---- provenance -------------------------------------------------------------------------------
+def cwlprov() -> Any:
+    """cwltool's CWLProv writer (``cwltool.cwlprov``) and the few other cwltool pieces that
+    :mod:`flow.cwl.provenance` builds a research object with, as one namespace."""
+    from types import SimpleNamespace
+
+    from cwltool.cwlprov import provenance_constants, writablebagfile
+    from cwltool.cwlprov.ro import ResearchObject
+    from cwltool.stdfsaccess import StdFsAccess
+    from prov.model import PROV, PROV_LABEL  # type: ignore[import-untyped]
+
+    return SimpleNamespace(ResearchObject=ResearchObject, StdFsAccess=StdFsAccess, bag=writablebagfile,
+                           constants=provenance_constants, PROV=PROV, PROV_LABEL=PROV_LABEL)
+
+
+def packed_document(uri: str, settings: RunSettings) -> tuple[str, Any]:
+    """The document packed as ``cwltool --pack`` packs it, and its files (cwltool's prov_deps:
+    what cwltool's --provenance copies into snapshot/)."""
+    from cwltool.load_tool import fetch_document, resolve_and_validate_document
+    from cwltool.main import print_pack, prov_deps
+
+    ctx, workflowobj, uri = fetch_document(uri, _loading_context(settings))
+    ctx, uri = resolve_and_validate_document(ctx, workflowobj, uri)
+    assert ctx.loader is not None, "cwltool's resolve_and_validate_document sets the loader"
+    processobj, _ = ctx.loader.resolve_ref(uri)
+    return print_pack(ctx, uri), prov_deps(cast(Any, processobj), ctx.loader, uri)
+
+
 # ---- running one invocation -----------------------------------------------------------------
 def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: RunSettings) -> dict[str, Any]:
     """Run one CommandLineTool/ExpressionTool invocation with cwltool; outputs under work_dir/out."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -14,6 +15,13 @@ from flow.cwl import adapter, staging
 from flow.cwl.values import tool_roots
 
 MiB = 1024 * 1024
+#: Set (to "1") by a leader writing a research object (``--provenance``): each tool invocation
+#: then stores what :func:`record_invocation` says, for the leader to read at the end. In the
+#: environment, not in the jobs' settings, so that a ``--restart --provenance`` records the jobs
+#: it runs although the first attempt did not ask for it.
+PROVENANCE_VARIABLE = "FLOW_CWL_PROVENANCE"
+#: The shared record of one invocation: the job's id, then "-<index>" for a batch's invocations.
+PROVENANCE_RECORD = "cwl-prov-{}"
 
 
 def _requirement(process: Any, cls: str) -> dict[str, Any] | None:
@@ -60,7 +68,24 @@ class CWLJob(Job):
 
     def run(self, fileStore: FileStore) -> Any:
         process = adapter.resolve(self.ref, self.settings)
-        return run_tool(process, self.inputs, self.settings, fileStore, fileStore.getLocalTempDir(), self.inplace)
+        started = _now()
+        outputs = run_tool(process, self.inputs, self.settings, fileStore, fileStore.getLocalTempDir(), self.inplace)
+        record_invocation(fileStore, PROVENANCE_RECORD.format(self.jobStoreID), self.ref, started, self.inputs, outputs)
+        return outputs
+
+
+def _now() -> str:
+    return datetime.datetime.now().isoformat()
+
+
+def record_invocation(fileStore: FileStore, name: str, ref: adapter.ToolRef, started: str, inputs: Any,
+                      outputs: Any) -> None:
+    """For ``--provenance`` (see PROVENANCE_VARIABLE): which tool of the workflow ran, when, on
+    which inputs and with which outputs (their files as stored), as a shared record."""
+    if os.environ.get(PROVENANCE_VARIABLE) != "1":
+        return
+    record = {"steps": list(ref.steps), "start": started, "end": _now(), "inputs": inputs, "outputs": outputs}
+    fileStore.jobStore.write_shared(name, json.dumps(record).encode())
 
 
 def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore: FileStore, work: str,
@@ -148,7 +173,10 @@ class CWLBatch(Job):
                 continue
             # Each in its own scratch directory, left to the janitor with the job's scratch:
             # removing them one by one costs more than the tool (rmdir is slow under load).
+            started = _now()
             outputs = run_tool(process, one, self.settings, fileStore, fileStore.getLocalTempDir(), False)
+            record_invocation(fileStore, PROVENANCE_RECORD.format(f"{self.jobStoreID}-{index}"), self.ref,
+                              started, one, outputs)
             fileStore.jobStore.write_shared(record, json.dumps(outputs).encode())
             results.append(outputs)
         return results

@@ -17,8 +17,10 @@ from flow.core.common import Flow
 from flow.core.exceptions import FailedJobsException
 from flow.core.logs import USER_ERRORS, report
 from flow.core.options import add_flow_options
-from flow.cwl import adapter, secrets, staging
+from flow.cwl import adapter, provenance, secrets, staging
+from flow.cwl.jobs import PROVENANCE_VARIABLE
 from flow.cwl.workflow import make_job
+from flow.jobstores.abstract import JobStoreError
 from flow.jobstores.registry import open_job_store
 
 #: cwltool's options (by dest) that flow-cwl takes from cwltool's own parser, with cwltool's meaning.
@@ -27,7 +29,7 @@ CWLTOOL_OPTIONS = frozenset({
     "version", "tool_help", "preserve_environment", "preserve_entire_environment", "tmpdir_prefix",
     "tmp_outdir_prefix", "podman", "singularity", "use_container", "eval_timeout",
     "strict_memory_limit", "parallel", "timestamps", "move_outputs", "verbose", "no_warnings",
-    "enable_color",
+    "enable_color", "provenance", "user_provenance", "host_provenance", "orcid", "cwl_full_name",
 })
 #: cwltool's options that only print something about the document: cwltool answers them itself.
 CWLTOOL_PRINTS = frozenset({
@@ -38,7 +40,6 @@ CWLTOOL_PRINTS = frozenset({
 #: Why flow-cwl refuses some of cwltool's other options (the rest get a general reason).
 REFUSED = {
     "cachedir": "flow has no call cache yet; --cachedir will map onto it once it exists",
-    "provenance": "flow-cwl does not write CWLProv research objects yet",
     "target": "running part of a workflow is not supported yet (run the whole workflow)",
     "single_step": "running one step of a workflow is not supported yet",
     "single_process": "running one process of a workflow is not supported yet",
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("job_order", nargs=argparse.REMAINDER,
                         help="the input object (YAML or JSON), and/or the tool's inputs as options")
     add_flow_options(parser, jobstore_as_flag=True)
+    # cwltool never runs a failed tool again: a retry would repeat its side effects and double a
+    # failing run's time. A lost job (a dead node or worker) is re-issued whatever this says.
+    parser.set_defaults(retryCount=0)
     return parser
 
 
@@ -117,9 +121,15 @@ class _SecretsFound(Exception):
     """The document has cwltool:Secrets that the text scan missed: run again, loading first."""
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict[str, Any]:
     """Load, validate, run; returns the output object with files in --outdir."""
     uri = adapter.document_uri(args.workflow)
+    recorder = None
+    if args.provenance:  # before the run, as cwltool: the workflow run starts now
+        earlier = provenance.replaceable(args.jobStore, args.provenance) if args.restart else None
+        recorder = provenance.Recorder(args.provenance, argv or [], args.orcid, args.cwl_full_name,
+                                       args.user_provenance, args.host_provenance, args.tmpdir_prefix, earlier)
+        os.environ[PROVENANCE_VARIABLE] = "1"  # before the workers start (see PROVENANCE_VARIABLE)
     # Secrets must be in the environment before the batch system starts its workers; only then
     # is the document loaded before the workers start (otherwise they load it meanwhile).
     try:
@@ -127,9 +137,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # before any job store is made (see _check_misplaced): load first then too.
         own = set(getattr(args, "own_options", ()))
         misplaced = any(a.split("=", 1)[0] in own for a in args.job_order)
-        return _run(args, uri, preload=args.restart or misplaced or _mentions_secrets(uri))
-    except _SecretsFound:
-        return _run(args, uri, preload=True)
+        try:
+            return _run(args, uri, preload=args.restart or misplaced or _mentions_secrets(uri), recorder=recorder)
+        except _SecretsFound:
+            return _run(args, uri, preload=True, recorder=recorder)
+    finally:
+        if recorder is not None:
+            recorder.discard()  # the temporary copy, if the run ended before writing it
+            os.environ.pop(PROVENANCE_VARIABLE, None)
 
 
 def _mentions_secrets(uri: str) -> bool:
@@ -181,7 +196,8 @@ def _hide_secrets(args: argparse.Namespace, process: Any, inputs: dict[str, Any]
     return secrets.record(names, inputs)
 
 
-def _run(args: argparse.Namespace, uri: str, preload: bool) -> dict[str, Any]:
+def _run(args: argparse.Namespace, uri: str, preload: bool,
+         recorder: provenance.Recorder | None = None) -> dict[str, Any]:
     settings = _settings(args)
     ref = adapter.ToolRef(uri)
     loaded = _load(uri, args, settings) if preload else None
@@ -196,15 +212,48 @@ def _run(args: argparse.Namespace, uri: str, preload: bool) -> dict[str, Any]:
             if adapter.secret_inputs(loaded[0]):
                 raise _SecretsFound()
         process, inputs = loaded
-        if args.restart:
-            outputs = flow.restart()
-        else:
-            if record is not None:
-                flow.jobStore.write_shared(secrets.RECORD, record)
-            staging.import_inputs(inputs, lambda url: str(flow.importFile(url)), _writer(flow))
-            outputs = flow.start(make_job(ref, inputs, settings, process))
+        try:
+            if args.restart:
+                if recorder is not None:
+                    inputs = _stored_inputs(flow, inputs)
+                outputs = flow.restart()
+            else:
+                if record is not None:
+                    flow.jobStore.write_shared(secrets.RECORD, record)
+                staging.import_inputs(inputs, lambda url: str(flow.importFile(url)), _writer(flow))
+                flow.jobStore.write_shared(provenance.INPUTS_RECORD, json.dumps(inputs).encode())
+                outputs = flow.start(make_job(ref, inputs, settings, process))
+        except FailedJobsException:
+            if recorder is not None:  # as cwltool's, the research object of a failed run
+                _write_research_object(recorder, flow, uri, settings, process, inputs, None)
+            raise
         exported: dict[str, Any] = staging.Exporter(flow.jobStore, args.outdir)(outputs)
+        if recorder is not None:
+            _write_research_object(recorder, flow, uri, settings, process, inputs, outputs)
         return exported
+
+
+def _stored_inputs(flow: Flow, given: dict[str, Any]) -> dict[str, Any]:
+    """The input object of a run being restarted: as the first attempt stored it (files in the
+    job store), else as given again."""
+    stored = flow.jobStore.read_shared(provenance.INPUTS_RECORD)
+    return dict(json.loads(stored)) if stored is not None and not given else given
+
+
+def _write_research_object(recorder: provenance.Recorder, flow: Flow, uri: str, settings: adapter.RunSettings,
+                           process: Any, inputs: dict[str, Any], outputs: dict[str, Any] | None) -> None:
+    """Write it; a failure to is one paragraph (after a failed run, a warning: the run's own
+    failure is what gets reported)."""
+    try:
+        where = recorder.finish(flow.jobStore, uri, settings, process, inputs, outputs)
+    except (OSError, ValueError, JobStoreError, adapter.CWLError) as exc:
+        problem = str(exc) if isinstance(exc, adapter.CWLError) else (
+            f"cannot write the research object {recorder.target} (--provenance): {exc}")
+        if outputs is None:
+            logging.getLogger("flow.cwl").warning("%s", problem)
+            return
+        raise adapter.CWLError(problem) from None
+    logging.getLogger("flow.cwl").info("[provenance] Research Object saved to %s", where)
 
 
 def _writer(flow: Flow) -> staging.WriteBytes:
@@ -288,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             adapter.load_process(uri, _settings(args))
             print(f"{uri} is valid CWL.")
             return 0
-        outputs = run(args)
+        outputs = run(args, argv)
     except adapter.CWLUnsupportedError as exc:
         report(exc)
         return adapter.UNSUPPORTED_EXIT

@@ -71,6 +71,7 @@ class WorkItem:
     request: Shape
     running_for: float | None = None
     service: bool = False  # runs until the workflow stops it: holds its room throughout
+    issued_for: float = 0.0  # seconds since the leader issued it (queued or running)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,11 @@ class Scaler(abc.ABC):
     @abc.abstractmethod
     def job_finished(self, name: str, seconds: float) -> None:
         """A job of this name ran for ``seconds`` (the runtime history the planner uses)."""
+
+    def release_drained(self) -> list[str]:
+        """Between rounds, when jobs have ended: terminate the drained nodes nothing runs on
+        any more (so they are not paid for until the next round); returns their ids."""
+        return []
 
     @abc.abstractmethod
     def live_nodes(self) -> list[Node]:

@@ -8,15 +8,17 @@ Method (Toil's time-sliced bin packing, done per group of identical jobs):
 1. Jobs with the same shape (requests and expected runtime) form a group; groups are packed
    largest first (runtime times the biggest share of a node they take).
 2. Each node is a bin of its type's cores, memory and disk over ``targetTime`` seconds, kept as
-   time slices of free capacity. A job takes its requests over ``wallTime`` seconds starting
+   time slices of free capacity. A job takes its requests over ``wallTime`` seconds (rounded,
+   see :func:`planned_runtime`) starting
    at the earliest slice where they fit (a job longer than ``targetTime`` holds its requests
    over the whole horizon). Jobs go first into nodes already opened (first fit), then into new
    nodes of the type that is cheapest per job placed (so the smallest type that fits when costs
    scale with size), preemptible types first for preemptible jobs. When that type is at
    ``--maxNodes`` the rest of the group waits (it does not spill to a dearer type).
-3. Preemptible nodes the cluster lacks (``deficits``) are covered by ``preemptibleCompensation``
-   times as many nodes of the non-preemptible type of the same shape (or the cheapest that is
-   at least as large).
+3. Preemptible nodes the cluster asked for and could not get (``deficits``: the market was short;
+   not nodes preempted, which the scaler simply launches again) are covered by
+   ``preemptibleCompensation`` times as many nodes of the non-preemptible type of the same shape
+   (or the cheapest that is at least as large).
 4. ``betaInertia`` damps the change: the count moves from the previous one to
    ``beta * previous + (1 - beta) * estimate``, rounded towards the estimate (so it always moves
    when they differ); then ``--minNodes``/``--maxNodes`` bound it.
@@ -57,6 +59,9 @@ class ScalerParams:
     minNodes: tuple[int, ...] = ()  # per node type, in order (expanded by the caller)
     maxNodes: tuple[int, ...] = ()
     scaleInterval: float = 60.0  # seconds between scaler rounds (the scaler's, not the planner's)
+    #: --targetDeadline: targetTime runs from when each job was issued, not from each round (the
+    #: scaler's, see ClusterScaler._horizon; the planner packs over whatever targetTime it gets)
+    deadline: bool = False
 
     def bounds(self, index: int) -> tuple[int, int]:
         low = self.minNodes[index] if index < len(self.minNodes) else 0
@@ -149,13 +154,16 @@ def per_node(node: Shape, job: Shape, horizon: float) -> int:
 
 
 def planned_runtime(seconds: float, horizon: float) -> float:
-    """The runtime a job is packed with. Within the horizon it is rounded up to ``horizon / k``
-    for the largest whole k that allows (so a node still runs exactly k of them one after
-    another: counts for identical jobs are unchanged), which turns a queue of slightly different
-    runtimes into a few groups; shorter than horizon/256 it is rounded up to a multiple of
-    horizon/4096. Never less than MIN_WALLTIME, never more than the horizon."""
+    """The runtime a job is packed with. Within the horizon it is rounded to ``horizon / k`` for
+    the nearest whole k (at least 1): a slot of a node runs k of them one after another, the
+    last ending at most half a job after the horizon (or the slot idles at most half a job).
+    Rounding up to the largest k that fits bought up to half as many nodes again as the work
+    needs (jobs of 608 s in 1800 s: 2 to a slot, not 2.96; 13 nodes where 9 do). It also turns a
+    queue of slightly different runtimes into a few groups; shorter than horizon/256 it is
+    rounded up to a multiple of horizon/4096. Never less than MIN_WALLTIME, never more than the
+    horizon."""
     run = min(max(seconds, MIN_WALLTIME), horizon)
-    rounds = int(horizon / run + EPS)
+    rounds = max(1, int(horizon / run + 0.5))
     if rounds <= 256:
         return horizon / rounds
     step = horizon / 4096

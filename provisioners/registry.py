@@ -51,7 +51,9 @@ def make_scaler(options: Mapping[str, object], run_id: str, extra: Mapping[str, 
                 journal: Journal | None = None) -> Scaler:
     """The run's cluster scaler from its options (Toil's names: provisioner, nodeTypes, minNodes,
     maxNodes, targetTime, betaInertia, scaleInterval, preemptibleCompensation). ``batch`` is
-    used for draining when it is a ScalableBatchSystem. Raises ScalerConfigError."""
+    used for draining when it is a ScalableBatchSystem; otherwise a provisioner that sees its
+    own nodes' jobs (a ScalableBatchSystem itself, as the simulated cluster) is. Raises
+    ScalerConfigError."""
     params, types = scaler_params(options)
     name = str(options.get("provisioner"))
     try:
@@ -60,6 +62,8 @@ def make_scaler(options: Mapping[str, object], run_id: str, extra: Mapping[str, 
         raise ScalerConfigError(f"--provisioner: {exc.args[0]}") from None
     provisioner = cls(ProvisionerConfig(run_id, tuple(types), dict(extra)))
     scalable = batch if isinstance(batch, ScalableBatchSystem) else None
+    if scalable is None and isinstance(provisioner, ScalableBatchSystem):
+        scalable = provisioner
     return ClusterScaler(provisioner, scalable, params, journal=journal)
 
 
@@ -87,7 +91,8 @@ def scaler_params(options: Mapping[str, object]) -> tuple[ScalerParams, list[Nod
             raise ScalerConfigError(f"--minNodes {low[i]} is more than --maxNodes {high[i]} for node type {t.name!r}")
     return ScalerParams(targetTime=numbers["targetTime"], betaInertia=numbers["betaInertia"],
                         preemptibleCompensation=numbers["preemptibleCompensation"], minNodes=tuple(low),
-                        maxNodes=tuple(high), scaleInterval=numbers["scaleInterval"]), types
+                        maxNodes=tuple(high), scaleInterval=numbers["scaleInterval"],
+                        deadline=bool(options.get("targetDeadline"))), types
 
 
 def predict(options: Mapping[str, object], jobs: Sequence[RecordedJob],

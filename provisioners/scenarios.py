@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from flow.provisioners.planner import ScalerParams
 from flow.provisioners.scaler import RuntimeHistory
-from flow.provisioners.shape import NodeType, Shape, parse_counts, parse_node_types
-from flow.provisioners.simulated import SimJob, SimResult, simulate
+from flow.provisioners.shape import NodeType, Shape, parse_counts, parse_node_types, share
+from flow.provisioners.simulated import CATEGORIES, SimJob, SimResult, simulate
 
 G = 1024**3
 
@@ -32,15 +32,32 @@ class Scenario:
                         self.spot_lifetime, self.spot_capacity)
 
     def lower_bound(self) -> float:
-        """Cost (node-seconds times the type's cost) of an ideal packing: each job's core- or
-        memory-seconds, whichever binds, on the type that holds them cheapest, with no boot and no
-        idle time. With one node type, divided by its cost: node-seconds."""
-        total = 0.0
+        """The ideal packing's cost, in the unit of :meth:`cost`: on each node type, the total
+        core-seconds of the jobs it runs divided by its cores, or their memory-seconds divided
+        by its memory, whichever binds, times its cost; each job on the usable type (it fits;
+        a non-preemptible job never on a preemptible type) that holds it cheapest. No boot, no
+        idle room, no work lost to preemption (shown apart, see :meth:`costs`). With one node
+        type it is node-seconds: the jobs' core-seconds over the node's cores (or memory)."""
+        seconds: dict[str, list[float]] = {t.name: [0.0, 0.0] for t in self.node_types}
         for job in self.jobs:
             r = job.request
-            total += min(t.cost * job.runtime * max(r.cores / t.shape.cores, r.memory / t.shape.memory)
-                         for t in self.node_types if r.fits_in(t.shape))
+            usable = [t for t in self.node_types if r.fits_in(t.shape)]
+            best = min(usable, key=lambda t: t.cost * share(r, t.shape))
+            seconds[best.name][0] += r.cores * job.runtime
+            seconds[best.name][1] += r.memory * job.runtime
+        total = sum(t.cost * max(seconds[t.name][0] / t.shape.cores, seconds[t.name][1] / t.shape.memory)
+                    for t in self.node_types)
         return total / self.unit()
+
+    def costs(self, result: SimResult) -> dict[str, float]:
+        """Where the run's cost went, in the unit of :meth:`cost`, by the simulator's categories
+        (:data:`~flow.provisioners.simulated.CATEGORIES`); ``work`` is split into ``ideal`` (the
+        lower bound) and ``premium`` (jobs run on a dearer type than the cheapest that holds
+        them, or packed worse than the bound counts them). They add up to :meth:`cost`."""
+        weights = {t.name: t.cost / self.unit() for t in self.node_types}
+        out = {c: sum(weights[t] * s for t, s in result.breakdown[c].items()) for c in CATEGORIES}
+        bound = self.lower_bound()
+        return {"ideal": bound, "premium": out.pop("work") - bound, **out}
 
     def cost(self, result: SimResult) -> float:
         """What ``result`` paid, in the same unit as :meth:`lower_bound`."""

@@ -48,6 +48,12 @@ class Shape:
         return f"{self.cores:g} cores, {_size(self.memory)} memory{disk}{kind}"
 
 
+def share(request: Shape, node: Shape) -> float:
+    """The fraction of a node of shape ``node`` a job of ``request`` takes: its cores or its
+    memory, whichever is the larger part (the ideal packing's measure of a job)."""
+    return max(request.cores / node.cores, request.memory / node.memory)
+
+
 @dataclass(frozen=True)
 class NodeType:
     """A kind of machine the provisioner can buy."""

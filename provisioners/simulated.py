@@ -17,7 +17,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from flow.batchsystems.scalable import NodeInfo, ScalableBatchSystem
+from flow.batchsystems.scalable import NodeInfo, RunningJob, ScalableBatchSystem
 from flow.provisioners.contract import (
     Node,
     NodeState,
@@ -29,7 +29,7 @@ from flow.provisioners.contract import (
 )
 from flow.provisioners.planner import ScalerParams
 from flow.provisioners.scaler import ClusterScaler, RuntimeHistory
-from flow.provisioners.shape import NodeType
+from flow.provisioners.shape import NodeType, share
 
 #: A job of a simulated workload (request, runtime, the jobs it waits for).
 SimJob = RecordedJob
@@ -45,7 +45,9 @@ class _Node:
     cores: float = 0.0  # free
     memory: int = 0
     disk: int = 0
-    jobs: set[int] = field(default_factory=set)
+    #: job index -> (name, started at, cores, memory)
+    jobs: dict[int, tuple[str, float, float, int]] = field(default_factory=dict)
+    share: float = 0.0  # of the node its jobs take (each job: cores or memory, whichever binds)
     ignored: bool = False
     was_drained: bool = False  # ignored when it was terminated
 
@@ -63,6 +65,20 @@ class SimResult:
     undrained_terminations: int  # nodes a scaler round terminated without draining (must be 0)
     preempted: int
     rounds: int
+    #: Where the node-seconds went, per category and node type (see :data:`CATEGORIES`); the
+    #: categories of a type add up to its ``node_seconds``.
+    breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
+    launched: int = 0  # nodes launched in all
+
+
+#: The categories of :attr:`SimResult.breakdown`: ``work`` (finished jobs: runtime times the
+#: share of the node they took, cores or memory, whichever binds), ``lost`` (the same for runs of
+#: jobs that a preempted node took with it: done again elsewhere), ``booting`` (launched, not up
+#: yet), ``unused`` (room left free on a node running jobs that takes more), ``empty`` (an up node
+#: running nothing and not being drained), ``draining`` (room on a node being drained while its
+#: last jobs run: no new job may go there), ``drained`` (a drained node with nothing left to run,
+#: not terminated yet).
+CATEGORIES = ("work", "lost", "booting", "unused", "empty", "draining", "drained")
 
 
 class SimulatedCluster(Provisioner, ScalableBatchSystem):
@@ -132,8 +148,10 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
             if self.now < n.ready_at or (preemptible is not None and n.node_type.preemptible != preemptible):
                 continue
             s = n.node_type.shape
+            jobs = tuple(RunningJob(name, self.now - started, cores, memory)
+                         for name, started, cores, memory in n.jobs.values())
             out[n.node_id] = NodeInfo(s.cores - n.cores, s.memory - n.memory, s.cores, s.memory,
-                                      s.cores - n.cores, s.memory - n.memory, len(n.jobs))
+                                      s.cores - n.cores, s.memory - n.memory, len(n.jobs), jobs)
         return out
 
     def nodeInUse(self, nodeAddress: str) -> bool:
@@ -166,7 +184,7 @@ class SimulatedCluster(Provisioner, ScalableBatchSystem):
         node.was_drained = True  # not the scaler's doing
         self.preempted += 1
         self.spot_short = True
-        lost, node.jobs = sorted(node.jobs), set()
+        lost, node.jobs, node.share = sorted(node.jobs), {}, 0.0
         return lost
 
     def node_seconds(self, end: float) -> dict[str, float]:
@@ -206,6 +224,7 @@ class _Run:
             for before in job.after:
                 self.then[before].append(i)
         self.queue: list[int] = []  # ready, not running
+        self.issued = [0.0] * len(jobs)  # when each became ready (a preempted job keeps it)
         self.started: dict[int, tuple[float, str]] = {}
         self.done = 0
         self.core_seconds = 0.0
@@ -213,6 +232,8 @@ class _Run:
         self.peak_by_type = {t.name: 0 for t in cluster.config.node_types}
         self.rounds = 0
         self.empty_rounds = 0
+        self.clock = 0.0  # up to when node time is accounted for
+        self.spent = {c: {t.name: 0.0 for t in cluster.config.node_types} for c in CATEGORIES}
 
     def go(self, max_time: float) -> SimResult:
         c = self.c
@@ -224,6 +245,7 @@ class _Run:
             when, _, kind, what = heapq.heappop(c._events)
             if when > max_time:
                 break
+            self._account(when)
             c.now = when
             self._handle(kind, what)
             if kind == "round":
@@ -241,7 +263,25 @@ class _Run:
             peak_nodes=self.peak, peak_by_type=self.peak_by_type,
             idle_fraction=1.0 - self.core_seconds / paid if paid else 0.0,
             busy_terminations=c.busy_terminations, undrained_terminations=c.undrained_terminations,
-            preempted=c.preempted, rounds=self.rounds)
+            preempted=c.preempted, rounds=self.rounds, breakdown=self.spent, launched=len(c._nodes))
+
+    def _account(self, until: float) -> None:
+        """Node time from the last event to ``until`` (nothing changes in between), by category."""
+        dt, self.clock = until - self.clock, until
+        if dt <= 0:
+            return
+        for n in self.c._live():
+            name = n.node_type.name
+            if self.clock - dt < n.ready_at:
+                self.spent["booting"][name] += dt
+            elif n.ignored and n.jobs:
+                self.spent["draining"][name] += (1.0 - n.share) * dt
+            elif n.ignored:
+                self.spent["drained"][name] += dt
+            elif n.jobs:
+                self.spent["unused"][name] += (1.0 - n.share) * dt
+            else:
+                self.spent["empty"][name] += dt
 
     def _handle(self, kind: str, what: str) -> None:
         c = self.c
@@ -250,29 +290,37 @@ class _Run:
             self.scaler.tick(self._work())
             c.push(c.now + self.scaler.params.scaleInterval, "round", "")
         elif kind == "preempt":
+            node_type = c._nodes[what].node_type
             for i in c.preempt(what):
-                del self.started[i]
+                start, _ = self.started.pop(i)
+                self.spent["lost"][node_type.name] += (c.now - start) * share(self.jobs[i].request, node_type.shape)
                 self.queue.append(i)
         elif kind == "end":
             index, _, node_id = what.partition(" ")
             self._finish(int(index), node_id)
 
     def _work(self) -> list[WorkItem]:
-        running = [WorkItem(self.jobs[i].name, self.jobs[i].request, self.c.now - t)
+        now, jobs, issued = self.c.now, self.jobs, self.issued
+        running = [WorkItem(jobs[i].name, jobs[i].request, now - t, issued_for=now - issued[i])
                    for i, (t, _) in self.started.items()]
-        return running + [WorkItem(self.jobs[i].name, self.jobs[i].request) for i in self.queue]
+        return running + [WorkItem(jobs[i].name, jobs[i].request, issued_for=now - issued[i]) for i in self.queue]
 
     def _finish(self, i: int, node_id: str) -> None:
         if self.started.get(i, (0.0, ""))[1] != node_id:
             return  # the end of an attempt lost with a preempted node
         del self.started[i]
         node, job = self.c._nodes[node_id], self.jobs[i]
-        node.jobs.discard(i)
+        node.jobs.pop(i, None)
         node.cores += job.request.cores
         node.memory += job.request.memory
         node.disk += job.request.disk
+        part = share(job.request, node.node_type.shape)
+        node.share -= part
+        self.spent["work"][node.node_type.name] += job.runtime * part
         self.core_seconds += job.request.cores * job.runtime
         self.scaler.job_finished(job.name, job.runtime)
+        if node.ignored and not node.jobs:  # its last job: the leader releases it as it learns
+            self.scaler.release_drained()
         self._release(i)
 
     def _release(self, i: int) -> None:
@@ -283,6 +331,7 @@ class _Run:
             for nxt in self.then[over.pop()]:
                 self.waiting[nxt] -= 1
                 if self.waiting[nxt] == 0:
+                    self.issued[nxt] = self.c.now
                     (over if self.jobs[nxt].is_barrier else self.queue).append(nxt)
 
     def _ready(self, i: int) -> None:
@@ -315,7 +364,8 @@ class _Run:
             node.cores -= r.cores
             node.memory -= r.memory
             node.disk -= r.disk
-            node.jobs.add(i)
+            node.share += share(r, node.node_type.shape)
+            node.jobs[i] = (jobs[i].name, self.c.now, r.cores, r.memory)
             self.started[i] = (self.c.now, node.node_id)
             self.c.push(self.c.now + jobs[i].runtime, "end", f"{i} {node.node_id}")
         kept = set(left)

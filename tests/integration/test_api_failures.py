@@ -148,6 +148,8 @@ def test_no_retry_fails(options: argparse.Namespace, tmp_path: Path) -> None:
             flow.start(Job.wrapJobFn(retry_root, str(tmp_path / "failed-once"), str(attempts), **SMALL))
     assert [f.name for f in info.value.failed] == ["fail_first_time"]
     assert "first attempt fails" in str(info.value)
+    # The job's own error, not followed by the worker's exit status (which says nothing more)
+    assert info.value.failed[0].reason.endswith("BoomError: first attempt fails")
     assert count_lines(attempts) == 1
 
 

@@ -206,6 +206,8 @@ def test_flow_plan_replays_a_real_run(tmp_path: Path) -> None:
     one, four = _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "1"), _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "4")
     assert one["jobs"] == four["jobs"] == 10 and one["jobs_run"] == 10
     assert one["peak_nodes"] == 1 and four["peak_nodes"] > 1
+    deadline = _plan(store, "--nodeTypes", "n:2/4G", "--maxNodes", "4", "--targetDeadline")
+    assert deadline["jobs_run"] == 10 and deadline["makespan"] <= one["makespan"]
     # eight one-second jobs, two at a time on one node; the follow-on after all of them
     assert 4.0 <= one["makespan"] < 6.0
     assert four["makespan"] < one["makespan"]
@@ -214,3 +216,79 @@ def test_flow_plan_replays_a_real_run(tmp_path: Path) -> None:
     too_small = _flow("plan", str(store), "--nodeTypes", "n:0.5/4G", env=dict(os.environ))
     assert too_small.returncode == 1 and too_small.stderr.startswith("flow: error: job 'work' asks for 1 cores")
     assert "Traceback" not in too_small.stderr
+
+
+# ---- the leader's release of drained nodes between scaler rounds ---------------------------------
+
+class _Issued:
+    """What the leader hands Autoscaling.on_tick: the issued jobs, here those a test places on
+    the simulated cluster's nodes (job id -> name, seconds running)."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[str, float]] = {}
+
+    def issued_jobs(self) -> list[tuple[str, str, tuple[float, int, int, int, bool], float | None, bool]]:
+        return [(job_id, name, (1.0, 2**30, 2**30, 0, False), seconds, False)
+                for job_id, (name, seconds) in self.running.items()]
+
+
+def _wait(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_the_leader_releases_a_drained_node_when_its_job_ends_not_a_round_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """core/autoscale.py's Autoscaling (the leader's side: its rounds and releases on their
+    thread, the job store's node record) with the simulated cluster as provisioner and per-node
+    view. A round drains the node whose job ends first; when that job ends the leader's next tick
+    terminates the node, though the next round is an hour away (--scaleInterval 3600)."""
+    from flow.core.autoscale import Autoscaling
+    from flow.core.options import default_options
+    from flow.jobstores.registry import create_job_store
+    from flow.provisioners import registry
+    from flow.provisioners.simulated import SimulatedCluster
+
+    monkeypatch.setitem(registry._PROVISIONERS, "simulated", "flow.provisioners.simulated:SimulatedCluster")
+    options = default_options(str(tmp_path / "js"))
+    options.provisioner, options.nodeTypes, options.maxNodes = "simulated", "n:1/4G", "2"
+    options.scaleInterval, options.targetTime, options.betaInertia = 3600.0, 10000.0, 0.0
+    store = create_job_store(str(tmp_path / "js"))
+    scaling = Autoscaling(store, options, "run", batch=None, restart=False)
+    cluster = scaling.scaler.provisioner  # type: ignore[attr-defined]
+    assert isinstance(cluster, SimulatedCluster) and scaling.scaler.batch is cluster  # type: ignore[attr-defined]
+    try:
+        first, second = cluster.add_nodes(cluster.config.node_types[0], 2)
+        cluster.now = 200.0  # both up; the first runs a job started 100 s ago, the second one of 10 s
+        for node_id, (job, started) in zip((first, second), ((0, 100.0), (1, 190.0)), strict=True):
+            cluster._nodes[node_id].jobs[job] = ("align", started, 1.0, 2**30)
+            cluster._nodes[node_id].cores = 0.0
+        leader = _Issued()
+        leader.running = {"A": ("align", 100.0), "B": ("align", 10.0)}
+        scaling.on_tick(leader)  # the round: both jobs fit one node over the target: one drains
+        _wait(lambda: scaling.scaler.draining == {first}, "the round to drain the first node")  # type: ignore[attr-defined]
+        _wait(lambda: not scaling._round.is_alive(), "the round to end")  # type: ignore[union-attr]
+        scaling.on_tick(leader)  # no job ended: nothing is released
+        assert {n.node_id for n in cluster.nodes()} == {first, second}
+
+        del cluster._nodes[first].jobs[0]  # A ends; B runs on
+        cluster._nodes[first].cores = 1.0
+        leader.running = {"B": ("align", 20.0)}
+
+        def released() -> bool:
+            scaling.on_tick(leader)  # as the leader's loop does, again and again
+            return [n.node_id for n in cluster.nodes()] == [second]
+
+        _wait(released, "the drained node's release")
+        assert scaling.scaler.draining == set()  # type: ignore[attr-defined]
+
+        def ended() -> dict[str, bool]:
+            return {n["id"]: n["ended"] is not None for n in pickle.loads(store.read_shared(records.NODES) or b"")}
+
+        _wait(lambda: ended() == {first: True, second: False}, "the job store to record the release")
+        assert cluster.busy_terminations == 0 and cluster.undrained_terminations == 0
+    finally:
+        scaling.shutdown()
+    assert cluster.nodes() == []

@@ -142,7 +142,7 @@ def test_cwltool_options(tmp_path: Path) -> None:
     version = flow_cwl("--version", cwd=tmp_path)
     assert version.returncode == 0
     assert [line.split()[0] for line in version.stdout.splitlines()] == ["flow", "cwltool", "miniwdl"]
-    for option in (["--cachedir", "c"], ["--provenance", "ro"], ["--bogus-option"]):
+    for option in (["--cachedir", "c"], ["--single-step", "s"], ["--bogus-option"]):
         done = flow_cwl(*option, "msg.cwl", cwd=tmp_path)
         assert done.returncode == 2
         assert len(done.stderr.strip().splitlines()) == 1 and option[0] in done.stderr, done.stderr
@@ -168,6 +168,9 @@ def test_a_failure_is_reported_once_with_the_exit_status_and_a_working_resume_co
     assert failed.returncode == 1
     assert failed.stdout.strip() == "{}"
     assert "exited with status 3" in failed.stderr
+    assert "exit code 1" not in failed.stderr  # the worker's exit status never follows the tool's
+    reasons = [line for line in failed.stderr.splitlines() if " ERROR " in line or line.startswith("  - ")]
+    assert len(reasons) == 2 and all(line.count("status 3") == 1 for line in reasons), failed.stderr
     assert failed.stderr.count("no marker") == 1
     hint = failed.stderr.strip().splitlines()[-1]
     assert hint.startswith("Fix the cause, then resume: flow-cwl --restart --jobStore ")
@@ -177,3 +180,47 @@ def test_a_failure_is_reported_once_with_the_exit_status_and_a_working_resume_co
                              capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout) == {}
+
+
+@pytest.mark.parametrize("option", ["--print-deps", "--make-template", "--print-dot", "--print-targets",
+                                    "--print-input-deps", "--print-rdf"])
+def test_options_that_only_print_answer_as_cwltool(tmp_path: Path, option: str) -> None:
+    """cwltool itself answers them (nothing runs): the same output and exit status, for a
+    workflow and for a tool (--print-dot refuses a tool, as cwltool)."""
+    for name, text in (("echo.cwl", ECHO_TOOL), ("wc.cwl", WC_TOOL), ("wf.cwl", SCATTER_WF)):
+        (tmp_path / name).write_text(text)
+    (tmp_path / "job.json").write_text(json.dumps({"messages": ["a"]}))
+    for document in ("wf.cwl", "echo.cwl"):
+        ours = flow_cwl("--jobStore", "js", option, document, "job.json", cwd=tmp_path)
+        ref = subprocess.run([CWLTOOL, option, document, "job.json"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+        assert ours.returncode == ref.returncode, ours.stderr
+        if option == "--print-rdf":  # cwltool's own order of RDF statements varies from run to run
+            from rdflib import Graph
+            from rdflib.compare import isomorphic
+            assert isomorphic(Graph().parse(data=ours.stdout, format="turtle"),
+                              Graph().parse(data=ref.stdout, format="turtle"))
+        else:
+            assert ours.stdout == ref.stdout
+        assert not (tmp_path / "js").exists()  # nothing ran
+
+
+COUNT_AND_FAIL_TOOL = """
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c, 'echo ran >> "$0"; exit 3']
+inputs:
+  tally: {type: string, inputBinding: {position: 1}}
+outputs: []
+"""
+
+
+@pytest.mark.parametrize("retries", [None, "1"])
+def test_a_failed_tool_runs_again_only_when_asked(tmp_path: Path, retries: str | None) -> None:
+    """cwltool never runs a failed tool twice, and neither does flow-cwl unless --retryCount says."""
+    (tmp_path / "fail.cwl").write_text(COUNT_AND_FAIL_TOOL)
+    tally = tmp_path / "tally"
+    extra = ["--retryCount", retries] if retries else []
+    failed = flow_cwl(*extra, "fail.cwl", "--tally", str(tally), cwd=tmp_path)
+    assert failed.returncode == 1, failed.stderr
+    assert tally.read_text().splitlines() == ["ran"] * (1 + int(retries or 0))

@@ -275,6 +275,24 @@ def test_polling_is_chunked_and_backs_off(slurm: SlurmBatchSystem) -> None:
     assert slurm._interval > slurm.poll_interval[0]  # it backed off
 
 
+def test_get_nodes_names_the_jobs_running_on_each_node(slurm: SlurmBatchSystem) -> None:
+    """The cluster scaler's per-node view: each running job on its node (squeue's %N in the
+    status poll the batch system makes anyway), with how long it has run; no command per job."""
+    batch_id = slurm.issue(payload("sleep", "300"))
+    wait_until(lambda: slurm.wait(0.2) == [] and batch_id in slurm.running(), START_WAIT,
+               "the job did not start")
+    [[where]] = squeue(f"--jobs={slurm._jobs[batch_id].scheduler_id}", "--format=%N")
+    hpc.reset_command_calls()
+    nodes = slurm.getNodes()
+    assert hpc.command_calls() == {"scontrol": 1}  # the node list; the jobs come from the last poll
+    running = {node: info.jobs for node, info in nodes.items() if info.jobs}
+    assert list(running) == [where] and [job.name for job in running[where]] == ["sleep"]
+    assert 0 <= running[where][0].seconds < START_WAIT + 60 and running[where][0].memory == 100 * MiB
+    assert nodes[where].workers >= 1
+    slurm.kill([batch_id])
+    assert not any(info.jobs for info in slurm.getNodes().values())
+
+
 # ---- workflows -----------------------------------------------------------------------------
 
 
@@ -327,6 +345,15 @@ def test_failed_job_is_reported_in_words(tmp_path: Path) -> None:
         Job.Runner.startFlow(root, options)
 
 
+def test_a_job_that_raises_is_reported_by_its_error_alone(tmp_path: Path) -> None:
+    """The job's own error, not followed by the worker's exit status (JOB_FAILED_EXIT)."""
+    options = slurm_options(tmp_path)
+    options.retryCount = 0
+    with pytest.raises(FailedJobsException) as info:
+        Job.Runner.startFlow(Job.wrapFn(payloads.raise_error, memory="50M"), options)
+    assert info.value.failed[0].reason.endswith("RuntimeError: this payload fails on purpose"), info.value.failed[0].reason
+
+
 CWL_WORKFLOW = """
 cwlVersion: v1.2
 class: Workflow
@@ -362,11 +389,14 @@ def test_cwl_workflow(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "flow.cwl.main", "--no-container", "--noProgress",
         "--batchSystem", "slurm", "--jobStore", str(tmp_path / "js"),
-        "--workDir", str(tmp_path / "work"), "wf.cwl", "job.json",
+        "--workDir", str(tmp_path / "work"), "--provenance", "ro", "wf.cwl", "job.json",
     ]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"counts": [1, 2, 3]}
+    # the research object records each step the Slurm jobs ran (flow-cwl --provenance)
+    prov = (tmp_path / "ro" / "metadata" / "provenance" / "primary.cwlprov.provn").read_text()
+    assert prov.count("prov:type='wfprov:ProcessRun'") == 3, prov
 
 
 CORES_TOOL = """

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from flow.provisioners.planner import PlanJob, ScalerParams, UnplaceableJobError, pack, plan
+from flow.provisioners.planner import (
+    PlanJob,
+    ScalerParams,
+    UnplaceableJobError,
+    pack,
+    plan,
+    planned_runtime,
+)
 from flow.provisioners.shape import (
     NodeTypeError,
     Shape,
@@ -58,6 +65,12 @@ def test_jobs_share_a_node_over_the_target_time() -> None:
     assert pack(types, jobs(10, 600, 1, G), params()) == {"n": 1}  # 4 at a time, 6 rounds
     assert pack(types, jobs(10, 600, 1, G), params(targetTime=600)) == {"n": 3}  # 4 per node
     assert pack(types, jobs(25, 600, 1, G), params()) == {"n": 2}  # 24 per node
+
+
+def test_a_slot_runs_the_nearest_whole_number_of_jobs_in_the_target_time() -> None:
+    # 608 s in 1800 s: 2.96 jobs a slot, packed as 3 of 600 s (not 2 of 900 s: 13 nodes for 100)
+    assert (planned_runtime(608, 1800), planned_runtime(800, 1800), planned_runtime(1300, 1800)) == (600, 900, 1800)
+    assert pack(parse_node_types("n:4/16G"), jobs(100, 608, 1, G), params(targetTime=1800)) == {"n": 9}
 
 
 def test_time_slices_take_a_big_then_small_jobs() -> None:

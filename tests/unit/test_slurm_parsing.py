@@ -116,6 +116,14 @@ def test_squeue_states() -> None:
     assert (timeout.reason, timeout.elapsed, timeout.note) == (ExitReason.TIMEOUT, 77.0, "TimeLimit")
 
 
+def test_squeue_names_the_node_of_a_running_job() -> None:
+    statuses = parse_squeue(recorded("squeue_nodes"))  # --format=%i|%T|%M|%r|%N
+    running, later = statuses["5700"], statuses["5701"]
+    assert (running.phase, running.node, running.elapsed) == (Phase.RUNNING, "vm", 4.0)
+    assert (later.phase, later.node, later.note) == (Phase.QUEUED, "", "BeginTime")
+    assert parse_squeue(recorded("squeue_mixed"))["24"].node == ""  # four fields: no node
+
+
 def test_squeue_of_only_unknown_jobs_is_empty() -> None:
     done = recorded("squeue_unknown")
     assert done.returncode == 1

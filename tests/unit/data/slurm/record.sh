@@ -41,6 +41,11 @@ sleep 2
 ids="$timeout,$exit3,$signal,$cancelled,$pending"
 record squeue_mixed squeue --noheader --states=all --jobs="$ids" --format='%i|%T|%M|%r'
 record squeue_unknown squeue --noheader --states=all --jobs=999999 --format='%i|%T|%M|%r'
+running=$(submit 'exec sleep 120' --mem=10M --job-name=recorded-running)
+later=$(submit 'exit 0' --mem=10M --begin=now+3600 --job-name=recorded-later)
+while [ "$(squeue -h -j "$running" -o %T)" != RUNNING ]; do sleep 1; done; sleep 3
+record squeue_nodes squeue --noheader --states=all --jobs="$running,$later" --format='%i|%T|%M|%r|%N'
+scancel "$running" "$later"
 record scontrol_exit3 scontrol show job -o "$exit3"
 record scontrol_signal scontrol show job -o "$signal"
 record scontrol_cancelled scontrol show job -o "$cancelled"
