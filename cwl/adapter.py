@@ -404,15 +404,18 @@ def check_requirements(process: Any, settings: RunSettings) -> None:
 
 # ---- running one invocation -----------------------------------------------------------------
 def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: RunSettings,
-                prefix: str = "") -> dict[str, Any]:
+                prefix: str = "", tmpdir: str | None = None) -> dict[str, Any]:
     """Run one CommandLineTool/ExpressionTool invocation with cwltool in ``work_dir``, whose
     entries for it all start with ``prefix`` (the invocations of a batch share one directory:
-    a directory made per invocation costs more than the tool on a busy ext4)."""
+    a directory made per invocation costs more than the tool on a busy ext4); ``tmpdir``: an
+    empty directory for the tool's $TMPDIR (else cwltool makes one)."""
     from cwltool.errors import UnsupportedRequirement, WorkflowException
     from cwltool.executors import SingleJobExecutor
 
     _quick_process_monitor()
     ctx = _runtime_context(process, work_dir, settings, prefix)
+    if tmpdir is not None:
+        ctx.tmpdir = tmpdir
     refused: list[str] = []
     if settings.container is not None:
         dirs = [work_dir] + [os.path.dirname(p) for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
@@ -420,7 +423,7 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
             tuple({os.path.abspath(r) for r in dirs} | {os.path.realpath(r) for r in dirs}))
     else:
         ctx.path_mapper, ctx.make_fs_access = _host_output_checks(
-            tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix), refused)
+            tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir), refused)
     ended = _CommandEnd()
     cwl_logger = logging.getLogger("cwltool")
     cwl_logger.addFilter(ended)

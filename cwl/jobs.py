@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from typing import Any
 
 from flow.core.exceptions import ChangedReadFileError
@@ -64,13 +65,13 @@ class CWLJob(Job):
 
 
 def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore: FileStore, work: str,
-             inplace: bool, prefix: str = "") -> Any:
-    """One tool invocation in ``work`` (its entries there named ``prefix``...): inputs staged
-    from the file store, cwltool run, outputs checked and stored. Returns the output object
-    with flowfile:/flowdir: locations."""
+             inplace: bool, prefix: str = "", tmpdir: str | None = None) -> Any:
+    """One tool invocation in ``work`` (its entries there named ``prefix``..., its $TMPDIR
+    ``tmpdir`` if given): inputs staged from the file store, cwltool run, outputs checked and
+    stored. Returns the output object with flowfile:/flowdir: locations."""
     stage = staging.Materializer(fileStore, os.path.join(work, f"{prefix}inputs"), mutable=inplace,
                                  restaged=adapter.process_class(process) == "CommandLineTool")
-    outputs = adapter.run_process(process, stage(inputs), work, settings, prefix)
+    outputs = adapter.run_process(process, stage(inputs), work, settings, prefix, tmpdir)
     try:
         fileStore.check_read_files()
     except ChangedReadFileError as exc:
@@ -86,7 +87,8 @@ def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore
         staging.write_back(stage)
     for param in process.tool["outputs"]:  # every declared output, null when absent
         outputs.setdefault(adapter.shortname(param["id"]), None)
-    staging.refuse_outside(outputs, tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix))
+    roots = tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir)
+    staging.refuse_outside(outputs, roots)
     return staging.store_outputs(outputs, fileStore)
 
 
@@ -145,13 +147,15 @@ class CWLBatch(Job):
         done = finished_invocations(fileStore.jobStore.read_shared(log))
         results = []
         work = fileStore.getLocalTempDir()  # shared: each invocation's entries named "<index>-..."
+        tmpdir = None
         for index, one in enumerate(self.inputs):
             if index in done:
                 results.append(done[index])
                 continue
             # Left to the janitor with the job's scratch: removing each invocation's
             # directories one by one costs more than the tool (rmdir is slow under load).
-            outputs = run_tool(process, one, self.settings, fileStore, work, False, f"{index}-")
+            tmpdir = _tool_tmpdir(tmpdir, work, self.settings)
+            outputs = run_tool(process, one, self.settings, fileStore, work, False, f"{index}-", tmpdir)
             # One line per invocation, appended: a record (file) each costs a new inode, which
             # a busy ext4 makes dearer than the tool. The leading newline ends a line that a
             # killed worker left cut short, which the reader then skips.
@@ -159,6 +163,23 @@ class CWLBatch(Job):
             fileStore.jobStore.append_shared(log, f"\n{entry}\n".encode())
             results.append(outputs)
         return results
+
+
+def _tool_tmpdir(previous: str | None, work: str, settings: adapter.RunSettings) -> str | None:
+    """The $TMPDIR for a batch's next tool run on the host: the previous one's again when that
+    tool left it empty (and usable), else a new one; None (cwltool makes it) under a user's
+    --tmpdir-prefix, where cwltool removes it after each run."""
+    if settings.tmpdir_prefix is not None or settings.container is not None:
+        return None
+    if previous is not None:
+        try:
+            with os.scandir(previous) as entries:
+                empty = next(entries, None) is None
+            if empty and os.access(previous, os.R_OK | os.W_OK | os.X_OK):
+                return previous
+        except OSError:
+            pass
+    return tempfile.mkdtemp(prefix="tmp-", dir=work)
 
 
 def finished_invocations(log: bytes | None) -> dict[int, Any]:

@@ -33,13 +33,15 @@ def plain(value: Any) -> Any:
     return value
 
 
-def tool_roots(work_dir: str, prefixes: Iterable[str | None], name_prefix: str = "") -> tuple[str, ...]:
+def tool_roots(work_dir: str, prefixes: Iterable[str | None], name_prefix: str = "",
+               tmpdir: str | None = None) -> tuple[str, ...]:
     """The real paths a tool's outputs may lie under: the job's directory (only its entries
-    whose names start with ``name_prefix`` when invocations share it) and cwltool's
-    directories under the user's ``--tmpdir-prefix`` / ``--tmp-outdir-prefix`` (prefixes of
-    names, as cwltool makes them with mkdtemp)."""
+    whose names start with ``name_prefix`` when invocations share it), the tool's ``tmpdir``
+    when it was given one, and cwltool's directories under the user's ``--tmpdir-prefix`` /
+    ``--tmp-outdir-prefix`` (prefixes of names, as cwltool makes them with mkdtemp)."""
     real = [os.path.join(os.path.realpath(os.path.dirname(p) or "."), os.path.basename(p)) for p in prefixes if p]
-    return (os.path.realpath(work_dir) + os.sep + name_prefix, *real)
+    given = [os.path.realpath(tmpdir) + os.sep] if tmpdir else []
+    return (os.path.realpath(work_dir) + os.sep + name_prefix, *given, *real)
 
 
 def outside_roots(path: str, roots: tuple[str, ...]) -> str | None:
