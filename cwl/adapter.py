@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flow.core.exceptions import FlowError
-from flow.cwl.values import outside_roots, plain, sharing_lists, tool_roots, walk_files
+from flow.cwl.values import (
+    outside_roots,
+    plain,
+    resolve_in_roots,
+    sharing_lists,
+    tool_roots,
+    walk_files,
+)
 
 logger = logging.getLogger("flow.cwl")
 
@@ -628,10 +635,10 @@ def _host_output_checks(roots: tuple[str, ...], refused: list[str]) -> tuple[Any
             return kept
 
         def realpath(self, path: str) -> str:  # what cwltool moves or copies the outputs from
-            real = outside(abspath(path, self.basedir))
-            if real is not None:
+            real, inside = resolve_in_roots(abspath(path, self.basedir), roots)
+            if not inside and outside(real) is not None:
                 raise WorkflowException(_outside_message(path, real))
-            return super().realpath(path)
+            return real if os.path.isabs(path) else super().realpath(path)
 
     return mapper_class, HostFsAccess
 
