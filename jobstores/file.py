@@ -7,7 +7,10 @@ Layout under the store root (mode 0700; every directory 0700, every record 0600)
                                          store cannot be renamed away first (see ``destroy``)
     leader.lock, leader.lock.mutex       the leader lock (see ``acquire_lock``)
     jobs/<id[:2]>/<id>.job|.body|.result|.log
-    files/<tok[:2]>/<tok>/<basename>     file id "<tok[:2]>/<tok>/<basename>"
+    files/<tok[:2]>/<tok>                file id "<tok[:2]>/<tok>/<basename>", tok 17 characters
+    files/<tok[:2]>/<tok>/<basename>     file id "<tok[:2]>/<tok>/<basename>", tok 16 characters
+                                         (stores written before flow kept every file in a
+                                         directory of its own: read as they are)
     shared/<name>
     stats/<tok[:2]>/<tok>.rec            one file per record
 
@@ -74,10 +77,13 @@ TMP_PREFIX = ".tmp-"
 _SUBDIRS = ("jobs", "files", "shared", "stats")
 _JOB_SUFFIXES = (".job", ".body", ".result", ".log")
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_TOKEN = re.compile(r"[a-z2-7]{16}")
+_TOKEN = re.compile(r"[a-z2-7]{16,17}")
+#: The length of the tokens of files stored without a directory of their own (the base name is
+#: in the id only: a new directory per file cost a busy ext4 as much as a small tool run).
+FLAT_TOKEN = 17
 #: A file id inside a longer text: its shard and token identify the file; the base name runs
 #: to the end of the text or the next '/' (a URI may go on with more path).
-_FILE_ID_IN = re.compile(r"(?<![a-z2-7])([a-z2-7]{2})/(\1[a-z2-7]{14})/([^/\x00]*)")
+_FILE_ID_IN = re.compile(r"(?<![a-z2-7])([a-z2-7]{2})/(\1[a-z2-7]{14,15})/([^/\x00]*)")
 _FOREIGN = (
     "{root} is not empty but has no " + MARKER + " marker, so it is not a flow job store "
     "(or its creation was interrupted); refusing to touch it."
@@ -102,15 +108,16 @@ FILES_PER_SHARD = 4096
 
 
 def _file_token() -> str:
-    """A new file's token: 70 random bits after a shard (its first two characters) that one
-    process keeps for FILES_PER_SHARD files. A new directory costs a busy ext4 as much as a
-    small tool run: random shards made one for nearly every file of a 2,000-file run."""
+    """A new file's token (FLAT_TOKEN characters): 75 random bits after a shard (its first two
+    characters) that one process keeps for FILES_PER_SHARD files. A new directory costs a busy
+    ext4 as much as a small tool run: random shards made one for nearly every file of a
+    2,000-file run."""
     global _shard
     pid, shard, count = _shard
     if pid != os.getpid() or count >= FILES_PER_SHARD:
         pid, shard, count = os.getpid(), _token()[:2], 0
     _shard = (pid, shard, count + 1)
-    return shard + _token()[2:]
+    return shard + _token()[2:] + _token()[0]
 
 
 def _tmp_path(directory: str) -> str:
@@ -553,6 +560,8 @@ class FileJobStore(JobStore):
             return None
         if base in ("", ".", "..") or "\0" in base:
             return None
+        if len(tok) == FLAT_TOKEN:
+            return f"{self._files}/{shard}/{tok}"
         return f"{self._files}/{file_id}"
 
     def _valid_file_path(self, file_id: str) -> str:
@@ -561,58 +570,49 @@ class FileJobStore(JobStore):
             raise NoSuchFileError(self.locator, file_id)
         return path
 
-    def _new_file_dir(self, basename: str) -> tuple[str, str]:
-        """Make a fresh directory for one file; return (file id, directory)."""
+    def _new_file(self, basename: str) -> tuple[str, str]:
+        """A new file's (id, path); the path does not exist yet (its shard may not either)."""
         _check_basename(basename)
         tok = _file_token()
-        directory = f"{self._files}/{tok[:2]}/{tok}"
-        try:
-            os.mkdir(directory, 0o700)
-        except FileNotFoundError:
-            _mkdir(f"{self._files}/{tok[:2]}")
-            os.mkdir(directory, 0o700)
-        return f"{tok[:2]}/{tok}/{basename}", directory
+        return f"{tok[:2]}/{tok}/{basename}", f"{self._files}/{tok[:2]}/{tok}"
 
     def write_file(self, local_path: str, job_id: str | None = None, link: bool = False) -> str:
         # job_id is not recorded: the contract has no per-job file listing or cleanup call yet.
-        basename = os.path.basename(local_path)
-        file_id, directory = self._new_file_dir(basename)
-        target = f"{directory}/{basename}"
-        done = False
-        try:
-            if link:  # --linkImports only: see the module docstring
-                with suppress(OSError):  # cross-device, no hard links, ...: copy instead
+        file_id, target = self._new_file(os.path.basename(local_path))
+        if link:  # --linkImports only: see the module docstring
+            with suppress(OSError):  # cross-device, no hard links, ...: copy instead
+                try:
                     os.link(local_path, target)
-                    done = True
-            if not done:
-                self._write_atomic(target, copy_from=local_path)
-                done = True
-        finally:
-            if not done:
-                with suppress(OSError):
-                    os.rmdir(directory)
+                except FileNotFoundError:  # the shard is not made yet, or no such file
+                    _mkdir(os.path.dirname(target))
+                    os.link(local_path, target)
+                return file_id
+        self._write_atomic(target, copy_from=local_path)
         return file_id
 
     @contextmanager
     def write_file_stream(
         self, job_id: str | None = None, basename: str | None = None
     ) -> Iterator[tuple[IO[bytes], str]]:
-        file_id, directory = self._new_file_dir("stream" if basename is None else basename)
-        tmp = _tmp_path(directory)
+        file_id, target = self._new_file("stream" if basename is None else basename)
+        tmp = _tmp_path(os.path.dirname(target))
+        try:
+            stream = _open_new(tmp)
+        except FileNotFoundError:  # the shard is not made yet
+            _mkdir(os.path.dirname(target))
+            stream = _open_new(tmp)
         done = False
         try:
-            with _open_new(tmp) as f:
+            with stream as f:
                 yield f, file_id
                 if self.fsync:
                     f.flush()
                     os.fsync(f.fileno())
-            os.replace(tmp, f"{self._files}/{file_id}")
+            os.replace(tmp, target)
             done = True
         finally:
             if not done:
                 _unlink_quiet(tmp)
-                with suppress(OSError):
-                    os.rmdir(directory)
 
     def update_file(self, file_id: str, local_path: str) -> None:
         path = self._valid_file_path(file_id)
@@ -662,8 +662,9 @@ class FileJobStore(JobStore):
     def delete_file(self, file_id: str) -> None:
         path = self._valid_file_path(file_id)
         _unlink_quiet(path)
-        with suppress(OSError):  # gone already, or holds a concurrent writer's temp file
-            os.rmdir(os.path.dirname(path))
+        if not path.endswith(f"/{file_id.split('/')[1]}"):  # a file in a directory of its own
+            with suppress(OSError):  # gone already, or holds a concurrent writer's temp file
+                os.rmdir(os.path.dirname(path))
 
     def missing_files_in(self, text: str) -> Iterator[str]:
         texts = [text, urllib.parse.unquote(text)] if "%" in text else [text]
@@ -673,12 +674,16 @@ class FileJobStore(JobStore):
             if tok in seen:
                 continue
             seen.add(tok)
-            try:
-                with os.scandir(f"{self._files}/{tok[:2]}/{tok}") as entries:
-                    if any(not e.name.startswith(TMP_PREFIX) for e in entries):
-                        continue
-            except (FileNotFoundError, NotADirectoryError):
-                pass
+            if len(tok) == FLAT_TOKEN:
+                if os.path.isfile(f"{self._files}/{tok[:2]}/{tok}"):
+                    continue
+            else:
+                try:
+                    with os.scandir(f"{self._files}/{tok[:2]}/{tok}") as entries:
+                        if any(not e.name.startswith(TMP_PREFIX) for e in entries):
+                            continue
+                except (FileNotFoundError, NotADirectoryError):
+                    pass
             yield match.group(0)
 
     # ---- statistics ----------------------------------------------------------------------------

@@ -775,8 +775,10 @@ class TestFileJobStoreOnly:
         assert (root / "shared" / "cfg").read_bytes() == b"c"
         with js.write_file_stream(basename="f.txt") as (f, file_id):
             f.write(b"x")
-        assert (root / "files" / file_id).read_bytes() == b"x"
-        assert len(file_id.split("/")) == 3
+        shard, token, basename = file_id.split("/")
+        assert basename == "f.txt" and token.startswith(shard)
+        assert (root / "files" / shard / token).read_bytes() == b"x"  # no directory per file
+        assert [p.name for p in (root / "files" / shard).iterdir()] == [token]
 
     def test_no_stored_file_shares_an_inode(self, tmp_path: Path) -> None:
         """Only --linkImports (write_file(link=True)) keeps the user's inode; reads never do."""
@@ -786,13 +788,17 @@ class TestFileJobStoreOnly:
         src.write_bytes(b"z" * 5000)
         copied = js.write_file(str(src))
         linked = js.write_file(str(src), link=True)
-        assert (root / "files" / copied).stat().st_ino != src.stat().st_ino
-        assert (root / "files" / copied).stat().st_nlink == 1
-        assert (root / "files" / linked).stat().st_ino == src.stat().st_ino
+
+        def stored(file_id: str) -> Path:
+            return root / "files" / file_id.split("/")[0] / file_id.split("/")[1]
+
+        assert stored(copied).stat().st_ino != src.stat().st_ino
+        assert stored(copied).stat().st_nlink == 1
+        assert stored(linked).stat().st_ino == src.stat().st_ino
         for file_id in (copied, linked):
             dest = tmp_path / f"read-{file_id.split('/')[1]}"
             js.read_file(file_id, str(dest))
-            assert dest.stat().st_ino not in (src.stat().st_ino, (root / "files" / file_id).stat().st_ino)
+            assert dest.stat().st_ino not in (src.stat().st_ino, stored(file_id).stat().st_ino)
             assert dest.read_bytes() == b"z" * 5000
 
     def test_pseudo_files_are_copied_with_their_content(self, tmp_path: Path) -> None:
@@ -815,6 +821,20 @@ class TestFileJobStoreOnly:
                 js.update_file(bad, str(tmp_path / "f.txt"))
         assert not (tmp_path / "stolen").exists()
         assert (tmp_path / "js" / MARKER).exists() and (tmp_path / "f.txt").read_bytes() == b"abc"
+
+    def test_reads_files_of_the_earlier_layout(self, tmp_path: Path) -> None:
+        """Stores written before files were kept flat hold each file in a directory of its
+        own (a 16-character token): read, checked and deleted as they are."""
+        root = tmp_path / "js"
+        js = FileJobStore.create(str(root))
+        (root / "files" / "ab" / "abcdefghijklmnop").mkdir(parents=True)
+        (root / "files" / "ab" / "abcdefghijklmnop" / "old.txt").write_bytes(b"old")
+        old = "ab/abcdefghijklmnop/old.txt"
+        assert js.file_exists(old) and js.file_size(old) == 3 and _stored(js, old) == b"old"
+        assert list(js.missing_files_in(f"flowfile:{old}")) == []
+        js.delete_file(old)
+        assert not (root / "files" / "ab" / "abcdefghijklmnop").exists()
+        assert list(js.missing_files_in(f"flowfile:{old}")) == [old]
 
     def test_failed_stream_leaves_no_directory(self, tmp_path: Path) -> None:
         root = tmp_path / "js"

@@ -42,7 +42,8 @@ def write_files(job, outside_path):
 
 def inspect_read(job, ids, outside_path):
     fs = job.fileStore
-    store_path = os.path.join(fs.jobStore.root, "files", ids["scratch"])  # the file store's layout
+    shard, token, _ = ids["scratch"].split("/")
+    store_path = os.path.join(fs.jobStore.root, "files", shard, token)  # the file store's layout
     linked = fs.readGlobalFile(ids["scratch"])
     copy = fs.readGlobalFile(ids["scratch"], mutable=True)
     user_path = os.path.join(fs.getLocalTempDir(), "chosen-name.txt")
