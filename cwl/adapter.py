@@ -434,8 +434,11 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
     ended = _CommandEnd()
     cwl_logger = logging.getLogger("cwltool")
     cwl_logger.addFilter(ended)
+    executor = SingleJobExecutor()
     try:
-        outputs, status = SingleJobExecutor().execute(process, sharing_lists(inputs), ctx, logger=cwl_logger)
+        outputs, status = executor.execute(process, sharing_lists(inputs), ctx, logger=cwl_logger)
+        if ctx.move_outputs == "leave" and outputs is not None:
+            outputs = _settle_outputs(outputs, executor.output_dirs, ctx)
     except UnsupportedRequirement as exc:
         raise CWLUnsupportedError(str(exc)) from None
     except WorkflowException as exc:
@@ -447,11 +450,34 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
     if status != "success" or outputs is None:
         how = f"its command {ended.how}, status {status}" if ended.how else f"status {status}"
         raise CWLToolError(f"{process.tool.get('id')} failed: {how}")
-    if ctx.move_outputs == "leave":
-        for obj in walk_files(outputs):  # what cwltool's relocation drops from every File
-            if obj.get("class") == "File":
-                obj.pop("contents", None)
     return cast(dict[str, Any], outputs)
+
+
+def _settle_outputs(outputs: Any, output_dirs: Iterable[str], ctx: Any) -> Any:
+    """The outputs of a run with cwltool's move_outputs "leave": plain files the tool wrote in
+    its output directory stay there (the file store copies them from there, which is what
+    cwltool's move to a final directory comes to), "contents" dropped as that move drops it.
+    Anything else (a Directory, a File or Directory literal the tool returned, a symlink, a
+    file elsewhere) is moved the way cwltool's executor moves it."""
+    from cwltool.process import relocateOutputs
+
+    dirs = tuple({d.rstrip(os.sep) + os.sep for d in output_dirs} | {os.path.realpath(d) + os.sep for d in output_dirs})
+    found = list(walk_files(outputs))
+    if all(_plain_output(obj, dirs) for obj in found):
+        for obj in found:
+            obj.pop("contents", None)
+        return outputs
+    os.makedirs(ctx.outdir, exist_ok=True)
+    return relocateOutputs(outputs, ctx.outdir, set(output_dirs), "move", ctx.make_fs_access(""),
+                           ctx.compute_checksum, path_mapper=ctx.path_mapper)
+
+
+def _plain_output(obj: dict[str, Any], dirs: tuple[str, ...]) -> bool:
+    location = str(obj.get("location", ""))
+    if obj.get("class") != "File" or not location.startswith("file://"):
+        return False
+    path = urllib.parse.unquote(urllib.parse.urlparse(location).path)
+    return path.startswith(dirs) and not os.path.islink(path)
 
 
 def _runtime_context(process: Any, work_dir: str, settings: RunSettings, prefix: str) -> Any:
