@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import io
 import logging
 import os
@@ -24,7 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from flow.core.exceptions import FlowError
-from flow.cwl.values import outside_roots, plain, sharing_lists, tool_roots
+from flow.cwl.values import (
+    outside_roots,
+    plain,
+    resolve_in_roots,
+    sharing_lists,
+    tool_roots,
+    walk_files,
+)
 
 logger = logging.getLogger("flow.cwl")
 
@@ -223,7 +231,11 @@ def load_process(uri: str, settings: RunSettings) -> Any:
     prime_schemas()
     quiet_cwltool(settings.debug)
     try:
-        return load_tool(uri, _loading_context(settings))
+        process = load_tool(uri, _loading_context(settings))
+        # The schemas and the document live as long as the process: kept out of the cyclic
+        # collector's full passes, which otherwise walk them again every few tool runs.
+        gc.freeze()
+        return process
     except (ValidationException, WorkflowException) as exc:
         fragment = urllib.parse.urldefrag(uri)[1]
         if fragment and "not found in file" in str(exc):
@@ -426,46 +438,35 @@ def packed_document(uri: str, settings: RunSettings) -> tuple[str, Any]:
 
 
 # ---- running one invocation -----------------------------------------------------------------
-def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: RunSettings) -> dict[str, Any]:
-    """Run one CommandLineTool/ExpressionTool invocation with cwltool; outputs under work_dir/out."""
-    from cwltool.context import RuntimeContext
+def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: RunSettings,
+                prefix: str = "", tmpdir: str | None = None) -> dict[str, Any]:
+    """Run one CommandLineTool/ExpressionTool invocation with cwltool in ``work_dir``, whose
+    entries for it all start with ``prefix`` (the invocations of a batch share one directory:
+    a directory made per invocation costs more than the tool on a busy ext4); ``tmpdir``: an
+    empty directory for the tool's $TMPDIR (else cwltool makes one)."""
     from cwltool.errors import UnsupportedRequirement, WorkflowException
     from cwltool.executors import SingleJobExecutor
 
-    ctx = RuntimeContext()
-    ctx.basedir = work_dir
-    ctx.outdir = os.path.join(work_dir, "out")
-    ctx.tmpdir_prefix = settings.tmpdir_prefix or os.path.join(work_dir, "tmp")
-    ctx.tmp_outdir_prefix = settings.tmp_outdir_prefix or os.path.join(work_dir, "outtmp")
-    ctx.stagedir = os.path.join(work_dir, "stage")
-    ctx.use_container = settings.container is not None
-    ctx.podman = settings.container == "podman"
-    ctx.singularity = settings.container == "singularity"
-    ctx.move_outputs = "move"
-    # cwltool's own directories lie inside work_dir, which the file store removes in the
-    # background when the job ends; only those under a user's prefix are cwltool's to remove.
-    ctx.rm_tmpdir = settings.tmpdir_prefix is not None or settings.tmp_outdir_prefix is not None
-    ctx.debug = settings.debug
-    ctx.strict_memory_limit = settings.strict_memory_limit
-    ctx.eval_timeout = settings.eval_timeout
-    ctx.preserve_environment = list(settings.preserve_environment)
-    ctx.preserve_entire_environment = settings.preserve_entire_environment
-    if settings.container is not None:
-        roots = [work_dir] + [os.path.dirname(p) for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
-        ctx.path_mapper, ctx.make_fs_access = _contained_output_checks(
-            tuple({os.path.abspath(r) for r in roots} | {os.path.realpath(r) for r in roots}))
+    _quick_process_monitor()
+    ctx = _runtime_context(process, work_dir, settings, prefix)
+    if tmpdir is not None:
+        ctx.tmpdir = tmpdir
     refused: list[str] = []
-    if settings.container is None:
+    if settings.container is not None:
+        dirs = [work_dir] + [os.path.dirname(p) for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
+        ctx.path_mapper, ctx.make_fs_access = _contained_output_checks(
+            tuple({os.path.abspath(r) for r in dirs} | {os.path.realpath(r) for r in dirs}))
+    else:
         ctx.path_mapper, ctx.make_fs_access = _host_output_checks(
-            tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix)), refused)
-    ctx.secret_store = secret_store()
-    ctx.name = _job_name(process)
-    os.makedirs(ctx.outdir, exist_ok=True)
+            tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir), refused)
     ended = _CommandEnd()
     cwl_logger = logging.getLogger("cwltool")
     cwl_logger.addFilter(ended)
+    executor = SingleJobExecutor()
     try:
-        outputs, status = SingleJobExecutor().execute(process, sharing_lists(inputs), ctx, logger=cwl_logger)
+        outputs, status = executor.execute(process, sharing_lists(inputs), ctx, logger=cwl_logger)
+        if ctx.move_outputs == "leave" and outputs is not None:
+            outputs = _settle_outputs(outputs, executor.output_dirs, ctx)
     except UnsupportedRequirement as exc:
         raise CWLUnsupportedError(str(exc)) from None
     except WorkflowException as exc:
@@ -478,6 +479,107 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
         how = f"its command {ended.how}, status {status}" if ended.how else f"status {status}"
         raise CWLToolError(f"{process.tool.get('id')} failed: {how}")
     return cast(dict[str, Any], outputs)
+
+
+def _settle_outputs(outputs: Any, output_dirs: Iterable[str], ctx: Any) -> Any:
+    """The outputs of a run with cwltool's move_outputs "leave": plain files the tool wrote in
+    its output directory stay there (the file store copies them from there, which is what
+    cwltool's move to a final directory comes to), "contents" dropped as that move drops it.
+    Anything else (a Directory, a File or Directory literal the tool returned, a symlink, a
+    file elsewhere) is moved the way cwltool's executor moves it."""
+    from cwltool.process import relocateOutputs
+
+    dirs = tuple({d.rstrip(os.sep) + os.sep for d in output_dirs} | {os.path.realpath(d) + os.sep for d in output_dirs})
+    found = list(walk_files(outputs))
+    if all(_plain_output(obj, dirs) for obj in found):
+        for obj in found:
+            obj.pop("contents", None)
+        return outputs
+    os.makedirs(ctx.outdir, exist_ok=True)
+    return relocateOutputs(outputs, ctx.outdir, set(output_dirs), "move", ctx.make_fs_access(""),
+                           ctx.compute_checksum, path_mapper=ctx.path_mapper)
+
+
+def _plain_output(obj: dict[str, Any], dirs: tuple[str, ...]) -> bool:
+    location = str(obj.get("location", ""))
+    if obj.get("class") != "File" or not location.startswith("file://"):
+        return False
+    path = urllib.parse.unquote(urllib.parse.urlparse(location).path)
+    return path.startswith(dirs) and not os.path.islink(path)
+
+
+def _runtime_context(process: Any, work_dir: str, settings: RunSettings, prefix: str) -> Any:
+    from cwltool.context import RuntimeContext
+
+    ctx = RuntimeContext()
+    ctx.basedir = work_dir
+    ctx.tmpdir_prefix = settings.tmpdir_prefix or os.path.join(work_dir, f"{prefix}tmp")
+    ctx.tmp_outdir_prefix = settings.tmp_outdir_prefix or os.path.join(work_dir, f"{prefix}outtmp")
+    ctx.stagedir = os.path.join(work_dir, f"{prefix}stage")
+    ctx.use_container = settings.container is not None
+    ctx.podman = settings.container == "podman"
+    ctx.singularity = settings.container == "singularity"
+    # cwltool's own directories lie inside work_dir, which the file store removes in the
+    # background when the job ends; only those under a user's prefix are cwltool's to remove.
+    ctx.rm_tmpdir = settings.tmpdir_prefix is not None or settings.tmp_outdir_prefix is not None
+    if settings.tmp_outdir_prefix is None:
+        # The outputs stay where the tool made them (inside work_dir) and go to the file store
+        # from there: moving them to a final directory first costs a directory and a rename
+        # per invocation. Under a user's prefix cwltool removes that directory: moved first.
+        ctx.outdir = os.path.join(work_dir, f"{prefix}out")
+        ctx.move_outputs = "leave"
+    else:
+        ctx.outdir = os.path.join(work_dir, f"{prefix}out")
+        os.makedirs(ctx.outdir, exist_ok=True)
+        ctx.move_outputs = "move"
+    ctx.debug = settings.debug
+    ctx.strict_memory_limit = settings.strict_memory_limit
+    ctx.eval_timeout = settings.eval_timeout
+    ctx.preserve_environment = list(settings.preserve_environment)
+    ctx.preserve_entire_environment = settings.preserve_entire_environment
+    ctx.secret_store = secret_store()
+    ctx.name = _job_name(process)
+    return ctx
+
+
+#: How long a tool runs before cwltool's memory monitor starts (its first sample is a second
+#: after that): shorter tools start no monitor thread at all.
+MONITOR_AFTER = 1.0
+
+
+@functools.cache
+def _quick_process_monitor() -> None:
+    """cwltool starts a thread per tool run to sample its memory use once a second, and waits
+    for that thread to start: on a busy machine that wait is most of a short tool's cost. A tool
+    that ends within MONITOR_AFTER seconds is simply waited for (cwltool's first sample would
+    have come after a second anyway); a longer one gets cwltool's monitor and its "Max memory
+    used" line as before."""
+    import select
+
+    from cwltool.job import JobBase
+
+    original = JobBase.process_monitor
+
+    def process_monitor(self: Any, sproc: Any) -> None:
+        # A pidfd turns readable when the process ends: waited for with a timeout, without
+        # the polling sleeps of Popen.wait(timeout) (0.5 ms, 1 ms, 2 ms, ...).
+        try:
+            pidfd = os.pidfd_open(sproc.pid)
+        except (AttributeError, OSError):  # no pidfd here, or the process is reaped already
+            original(self, sproc)
+            return
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            ended = bool(poller.poll(int(MONITOR_AFTER * 1000)))
+        finally:
+            os.close(pidfd)
+        if ended:
+            sproc.wait()
+        else:
+            original(self, sproc)
+
+    JobBase.process_monitor = process_monitor  # type: ignore[method-assign]
 
 
 #: Invocations of each job name in this process, for :func:`_job_name`.
@@ -587,10 +689,10 @@ def _host_output_checks(roots: tuple[str, ...], refused: list[str]) -> tuple[Any
             return kept
 
         def realpath(self, path: str) -> str:  # what cwltool moves or copies the outputs from
-            real = outside(abspath(path, self.basedir))
-            if real is not None:
+            real, inside = resolve_in_roots(abspath(path, self.basedir), roots)
+            if not inside and outside(real) is not None:
                 raise WorkflowException(_outside_message(path, real))
-            return super().realpath(path)
+            return real if os.path.isabs(path) else super().realpath(path)
 
     return mapper_class, HostFsAccess
 

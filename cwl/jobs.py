@@ -6,6 +6,7 @@ import datetime
 import json
 import math
 import os
+import tempfile
 from typing import Any
 
 from flow.core.exceptions import ChangedReadFileError
@@ -89,11 +90,13 @@ def record_invocation(fileStore: FileStore, name: str, ref: adapter.ToolRef, sta
 
 
 def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore: FileStore, work: str,
-             inplace: bool) -> Any:
-    """One tool invocation in ``work``: inputs staged from the file store, cwltool run, outputs
-    checked and stored. Returns the output object with flowfile:/flowdir: locations."""
-    stage = staging.Materializer(fileStore, os.path.join(work, "inputs"), mutable=inplace)
-    outputs = adapter.run_process(process, stage(inputs), work, settings)
+             inplace: bool, prefix: str = "", tmpdir: str | None = None) -> Any:
+    """One tool invocation in ``work`` (its entries there named ``prefix``..., its $TMPDIR
+    ``tmpdir`` if given): inputs staged from the file store, cwltool run, outputs checked and
+    stored. Returns the output object with flowfile:/flowdir: locations."""
+    stage = staging.Materializer(fileStore, os.path.join(work, f"{prefix}inputs"), mutable=inplace,
+                                 restaged=adapter.process_class(process) == "CommandLineTool")
+    outputs = adapter.run_process(process, stage(inputs), work, settings, prefix, tmpdir)
     try:
         fileStore.check_read_files()
     except ChangedReadFileError as exc:
@@ -109,7 +112,8 @@ def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore
         staging.write_back(stage)
     for param in process.tool["outputs"]:  # every declared output, null when absent
         outputs.setdefault(adapter.shortname(param["id"]), None)
-    staging.refuse_outside(outputs, tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix)))
+    roots = tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir)
+    staging.refuse_outside(outputs, roots)
     return staging.store_outputs(outputs, fileStore)
 
 
@@ -160,23 +164,61 @@ class CWLBatch(Job):
         self.settings = settings
 
     def run(self, fileStore: FileStore) -> list[Any]:
-        """Each invocation's output object, stored as a shared record once its files are in
+        """Each invocation's output object, logged in a shared record once its files are in
         the store: a batch run again (after a failure, a killed worker or leader) runs only the
         invocations that had not finished, as one job per invocation would."""
         process = adapter.resolve(self.ref, self.settings)
+        log = f"cwl-batch-{self.jobStoreID}"
+        done = finished_invocations(fileStore.jobStore.read_shared(log))
         results = []
+        work = fileStore.getLocalTempDir()  # shared: each invocation's entries named "<index>-..."
+        tmpdir = None
         for index, one in enumerate(self.inputs):
-            record = f"cwl-batch-{self.jobStoreID}-{index}"
-            done = fileStore.jobStore.read_shared(record)
-            if done is not None:
-                results.append(json.loads(done))
+            if index in done:
+                results.append(done[index])
                 continue
-            # Each in its own scratch directory, left to the janitor with the job's scratch:
-            # removing them one by one costs more than the tool (rmdir is slow under load).
+            # Left to the janitor with the job's scratch: removing each invocation's
+            # directories one by one costs more than the tool (rmdir is slow under load).
+            tmpdir = _tool_tmpdir(tmpdir, work, self.settings)
             started = _now()
-            outputs = run_tool(process, one, self.settings, fileStore, fileStore.getLocalTempDir(), False)
+            outputs = run_tool(process, one, self.settings, fileStore, work, False, f"{index}-", tmpdir)
             record_invocation(fileStore, PROVENANCE_RECORD.format(f"{self.jobStoreID}-{index}"), self.ref,
                               started, one, outputs)
-            fileStore.jobStore.write_shared(record, json.dumps(outputs).encode())
+            # One line per invocation, appended: a record (file) each costs a new inode, which
+            # a busy ext4 makes dearer than the tool. The leading newline ends a line that a
+            # killed worker left cut short, which the reader then skips.
+            entry = json.dumps({"index": index, "outputs": outputs}, separators=(",", ":"))
+            fileStore.jobStore.append_shared(log, f"\n{entry}\n".encode())
             results.append(outputs)
         return results
+
+
+def _tool_tmpdir(previous: str | None, work: str, settings: adapter.RunSettings) -> str | None:
+    """The $TMPDIR for a batch's next tool run on the host: the previous one's again when that
+    tool left it empty (and usable), else a new one; None (cwltool makes it) under a user's
+    --tmpdir-prefix, where cwltool removes it after each run."""
+    if settings.tmpdir_prefix is not None or settings.container is not None:
+        return None
+    if previous is not None:
+        try:
+            with os.scandir(previous) as entries:
+                empty = next(entries, None) is None
+            if empty and os.access(previous, os.R_OK | os.W_OK | os.X_OK):
+                return previous
+        except OSError:
+            pass
+    return tempfile.mkdtemp(prefix="tmp-", dir=work)
+
+
+def finished_invocations(log: bytes | None) -> dict[int, Any]:
+    """The output objects a batch's log holds, by invocation index: whole lines only (a line a
+    killed worker cut short does not parse, and that invocation runs again)."""
+    done: dict[int, Any] = {}
+    for line in (log or b"").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("index"), int) and "outputs" in entry:
+            done[entry["index"]] = entry["outputs"]
+    return done

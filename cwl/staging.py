@@ -108,12 +108,18 @@ def _imported_entry(path: str, import_file: Callable[[str], str], write_bytes: W
 class Materializer:
     """Makes flowfile:/flowdir: objects real under ``stage_dir``; ``mutable`` gives copies."""
 
-    def __init__(self, file_store: FileStore, stage_dir: str, mutable: bool = False) -> None:
+    def __init__(self, file_store: FileStore, stage_dir: str, mutable: bool = False, restaged: bool = False) -> None:
         self.file_store = file_store
         self.stage_dir = stage_dir
         self.mutable = mutable
+        #: The runner stages every input again under its own basename (cwltool does for a
+        #: CommandLineTool: a symlink per input in its staging directory): a top-level File's
+        #: name here is not what the tool sees, so same-named files share one directory under
+        #: numbered names (a gather of 2,000 same-named files makes one directory, not 2,000).
+        self.restaged = restaged and not mutable
         self._n = 0
         self._shared_names: set[str] = set()
+        self._collisions: dict[str, int] = {}
         #: (file id, local path) of every file and (manifest id, path) of every directory
         #: materialised, for in-place updates.
         self.files: list[tuple[str, str]] = []
@@ -143,16 +149,22 @@ class Materializer:
         os.makedirs(path, exist_ok=True)
         return path
 
-    def _shared_dir(self, name: str) -> str:
-        """Where a top-level File without secondaryFiles goes: one directory for all whose
-        names differ (a gather of 2,000 files makes one directory, not 2,000), a fresh one for
-        a name already there. cwltool stages each input under a path of its own anyway."""
+    def _shared_dir(self, name: str) -> tuple[str, str]:
+        """(directory, name) of a top-level File without secondaryFiles: one directory for all
+        whose names differ (a gather of 2,000 files makes one directory, not 2,000), a fresh
+        one for a name already there, or a numbered name when the runner restages it."""
         if name in self._shared_names:
-            return self._fresh_dir()
+            if not self.restaged:
+                return self._fresh_dir(), name
+            count = self._collisions.get(name, 2)
+            while f"{name}_{count}" in self._shared_names:
+                count += 1
+            self._collisions[name] = count
+            name = f"{name}_{count}"
         if not self._shared_names:
             os.makedirs(os.path.join(self.stage_dir, "0"), exist_ok=True)
         self._shared_names.add(name)
-        return os.path.join(self.stage_dir, "0")
+        return os.path.join(self.stage_dir, "0"), name
 
     def _file(self, obj: dict[str, Any], parent_dir: str | None) -> None:
         location = str(obj.get("location", ""))
@@ -160,7 +172,8 @@ class Materializer:
         if parent_dir is not None:
             where = parent_dir
         elif location.startswith(FLOW_FILE) and not obj.get("secondaryFiles"):
-            where = self._shared_dir(name)
+            obj["basename"] = name  # the File's name, whatever name its copy here has
+            where, name = self._shared_dir(name)
         else:
             where = self._fresh_dir()
         if location.startswith(FLOW_FILE):

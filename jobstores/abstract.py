@@ -144,6 +144,13 @@ class JobStore(abc.ABC):
     def delete_shared(self, name: str) -> None:
         """Remove a shared record; no error if absent."""
 
+    @abc.abstractmethod
+    def append_shared(self, name: str, data: bytes) -> None:
+        """Add ``data`` at the end of the shared record ``name`` (made if absent) in one write,
+        without rewriting what is there: for logs of many small entries, where a record per
+        entry would cost a new file each. A writer killed mid-write may leave its entry cut
+        short: readers must recognise a whole entry (e.g. one JSON value per line)."""
+
     # ---- jobs --------------------------------------------------------------------------------
     @abc.abstractmethod
     def new_job_id(self) -> str:

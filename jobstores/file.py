@@ -15,7 +15,9 @@ Layout under the store root (mode 0700; every directory 0700, every record 0600)
 
 Every write goes to a hidden temp file (``.tmp-<pid>-<random>``) in the target's directory and is
 renamed over the target, so readers see the old or the new bytes and a killed process leaves the
-old value (plus at worst a stray temp file, which every listing ignores). Shard directories are
+old value (plus at worst a stray temp file, which every listing ignores). The one exception is
+``append_shared``, for logs of many small entries: it appends in place (O_APPEND), and its readers
+skip an entry a killed writer left cut short. Shard directories are
 made lazily: a write tries first and makes the missing shard only on FileNotFoundError, so the hot
 path costs no extra ``stat``/``mkdir``, and a store destroyed under a worker is never re-created.
 
@@ -440,6 +442,22 @@ class FileJobStore(JobStore):
 
     def delete_shared(self, name: str) -> None:
         _unlink_quiet(self._shared_path(name))
+
+    def append_shared(self, name: str, data: bytes) -> None:
+        # O_APPEND: each write lands whole at the end, also with concurrent appenders.
+        path = self._shared_path(name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise JobStoreWriteError(self.locator, os.path.relpath(path, self.root), exc) from exc
 
     # ---- jobs ----------------------------------------------------------------------------------
     def _job_base(self, job_id: str) -> str | None:

@@ -290,6 +290,19 @@ def test_shared_records(store: JobStore) -> None:
     assert store.read_shared("config.v1") == b"{}"
 
 
+def test_shared_append(store: JobStore) -> None:
+    store.append_shared("log", b"one\n")
+    assert store.read_shared("log") == b"one\n"
+    store.append_shared("log", b"two\n")
+    store.write_shared("other", b"x")
+    assert store.read_shared("log") == b"one\ntwo\n"
+    assert store.read_shared("other") == b"x"
+    store.delete_shared("log")
+    assert store.read_shared("log") is None
+    with pytest.raises(ValueError):
+        store.append_shared("../escape", b"x")
+
+
 # ---- files ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("link", [False, True], ids=["copy", "link"])
 def test_write_file_and_read_back(store: JobStore, local: Path, link: bool) -> None:
