@@ -95,7 +95,8 @@ def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore
     ``tmpdir`` if given): inputs staged from the file store, cwltool run, outputs checked and
     stored. Returns the output object with flowfile:/flowdir: locations."""
     stage = staging.Materializer(fileStore, os.path.join(work, f"{prefix}inputs"), mutable=inplace,
-                                 restaged=adapter.process_class(process) == "CommandLineTool")
+                                 restaged=adapter.process_class(process) == "CommandLineTool"
+                                 and settings.container is not None)
     outputs = adapter.run_process(process, stage(inputs), work, settings, prefix, tmpdir)
     try:
         fileStore.check_read_files()
