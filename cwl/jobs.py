@@ -12,7 +12,7 @@ from typing import Any
 from flow.core.exceptions import ChangedReadFileError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
-from flow.cwl import adapter, staging
+from flow.cwl import adapter, adapter_run, staging
 from flow.cwl.values import tool_roots
 
 MiB = 1024 * 1024
@@ -97,7 +97,7 @@ def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore
     stage = staging.Materializer(fileStore, os.path.join(work, f"{prefix}inputs"), mutable=inplace,
                                  restaged=adapter.process_class(process) == "CommandLineTool"
                                  and settings.container is not None)
-    outputs = adapter.run_process(process, stage(inputs), work, settings, prefix, tmpdir)
+    outputs = adapter_run.run_process(process, stage(inputs), work, settings, prefix, tmpdir)
     try:
         fileStore.check_read_files()
     except ChangedReadFileError as exc:
