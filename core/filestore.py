@@ -230,8 +230,8 @@ class FileStore:
         A copy that is gone was deleted by the job, which is allowed (and changes nothing)."""
         copies = self._read_only
         if paths is not None:
-            copies = {os.path.abspath(p): copies[os.path.abspath(p)] for p in paths
-                      if os.path.abspath(p) in copies}
+            wanted = (os.path.abspath(p) for p in paths)
+            copies = {path: copies[path] for path in wanted if path in copies}
         for path, (file_id, ino, size, mtime_ns) in copies.items():
             try:
                 st = os.stat(path)
