@@ -111,6 +111,10 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
         _hook(batch.WDLTaskBatch, "_finished", "call records")
         _hook(batch, "_set_aside", "scratch")
     _hook(FileJobStore, "write_shared", "call records")
+    _hook(FileJobStore, "append_shared", "call records")
+    steplog = _import_or_none("flow.core.steplog")  # None before the step log
+    if steplog is not None:
+        _hook(steplog.StepLog, "finished", "call records")
     _hook(adapter.TaskContext, "outputs", "outputs")
     _hook(files.Localizer, "uris_for_paths", "outputs")
     _hook(FileStore, "writeGlobalFile", "file store writes")

@@ -12,6 +12,7 @@ from typing import Any
 from flow.core.exceptions import ChangedReadFileError
 from flow.core.filestore import FileStore
 from flow.core.job import Job
+from flow.core.steplog import StepLog
 from flow.cwl import adapter, adapter_run, staging
 from flow.cwl.values import tool_roots
 
@@ -169,8 +170,8 @@ class CWLBatch(Job):
         the store: a batch run again (after a failure, a killed worker or leader) runs only the
         invocations that had not finished, as one job per invocation would."""
         process = adapter.resolve(self.ref, self.settings)
-        log = f"cwl-batch-{self.jobStoreID}"
-        done = finished_invocations(fileStore.jobStore.read_shared(log))
+        log = StepLog(fileStore.jobStore, f"cwl-batch-{self.jobStoreID}")
+        done = {index: json.loads(payload) for index, payload in log.finished().items()}
         results = []
         work = fileStore.getLocalTempDir()  # shared: each invocation's entries named "<index>-..."
         tmpdir = None
@@ -185,11 +186,7 @@ class CWLBatch(Job):
             outputs = run_tool(process, one, self.settings, fileStore, work, False, f"{index}-", tmpdir)
             record_invocation(fileStore, PROVENANCE_RECORD.format(f"{self.jobStoreID}-{index}"), self.ref,
                               started, one, outputs)
-            # One line per invocation, appended: a record (file) each costs a new inode, which
-            # a busy ext4 makes dearer than the tool. The leading newline ends a line that a
-            # killed worker left cut short, which the reader then skips.
-            entry = json.dumps({"index": index, "outputs": outputs}, separators=(",", ":"))
-            fileStore.jobStore.append_shared(log, f"\n{entry}\n".encode())
+            log.add(index, json.dumps(outputs, separators=(",", ":")).encode())
             results.append(outputs)
         return results
 
@@ -210,16 +207,3 @@ def _tool_tmpdir(previous: str | None, work: str, settings: adapter.RunSettings)
             pass
     return tempfile.mkdtemp(prefix="tmp-", dir=work)
 
-
-def finished_invocations(log: bytes | None) -> dict[int, Any]:
-    """The output objects a batch's log holds, by invocation index: whole lines only (a line a
-    killed worker cut short does not parse, and that invocation runs again)."""
-    done: dict[int, Any] = {}
-    for line in (log or b"").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("index"), int) and "outputs" in entry:
-            done[entry["index"]] = entry["outputs"]
-    return done

@@ -4,7 +4,7 @@ A scatter of thousands of short calls as one job per call pays, per call, a job 
 and read back, a scheduling round in the leader, a hand-off to a worker and a scratch directory
 removed. A batch pays those once for up to :data:`MAX_BATCH` calls; each call still runs exactly
 as a :class:`~flow.wdl.task.WDLTaskJob` would, in a folder of its own, and its outputs are
-stored as a shared record once its files are in the store, so that a batch run again (after a
+recorded in the job's step log (:mod:`flow.core.steplog`) once its files are in the store, so that a batch run again (after a
 failed call, a killed worker or leader, ``--restart``) runs only the calls that had not finished.
 Calls share a batch only when they ask for the same cores, memory, disk and retries.
 """
@@ -16,6 +16,7 @@ import os
 import pickle
 
 from flow.core.filestore import FileStore
+from flow.core.steplog import StepLog
 from flow.wdl import adapter
 from flow.wdl.packing import PackedValues
 from flow.wdl.task import CallJob, Needs, RunSettings, run_call
@@ -60,9 +61,6 @@ class WDLTaskBatch(CallJob):
         self.description.display_name = first if len(self.calls) == 1 else f"{first} .. {label}"
         return len(self.calls) - 1
 
-    def _record(self, index: int) -> str:
-        return f"wdl-batch-{self.jobStoreID}-{index}"
-
     def run(self, fileStore: FileStore) -> list[PackedValues]:
         results = []
         # The calls run one after the other in one task folder: when a call ends, everything
@@ -74,29 +72,30 @@ class WDLTaskBatch(CallJob):
         aside = os.path.join(fileStore.localTempDir, "done")
         os.mkdir(root)
         os.mkdir(aside)
+        log = StepLog(fileStore.jobStore, f"wdl-batch-{self.jobStoreID}")
+        finished = log.finished()
         for index, (inputs, label) in enumerate(self.calls):
-            done = self._finished(fileStore, index)
+            done = _outputs(finished.get(index))
             if done is None:
                 try:
                     done = run_call(self.ref, inputs, label, self.namespace, self.settings, fileStore,
                                     TaskDirs(root), f"{self.jobStoreID}-{index}")
                 finally:
                     _set_aside(root, aside, index)
-                fileStore.jobStore.write_shared(self._record(index), pickle.dumps(dict(done)))
+                log.add(index, pickle.dumps(dict(done)))
             results.append(done)
         return results
 
-    def _finished(self, fileStore: FileStore, index: int) -> PackedValues | None:
-        """The outputs of call ``index`` if an earlier attempt of this batch finished it (an
-        unreadable record means running the call again: its outputs are new files)."""
-        raw = fileStore.jobStore.read_shared(self._record(index))
-        if raw is None:
-            return None
-        try:
-            return PackedValues(pickle.loads(raw))
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError):
-            return None  # damaged, or of another version of flow: run it again
 
+def _outputs(raw: bytes | None) -> PackedValues | None:
+    """The outputs an earlier attempt of the batch recorded for a call, or None (not finished;
+    or a record of another version of flow: run the call again, its outputs are new files)."""
+    if raw is None:
+        return None
+    try:
+        return PackedValues(pickle.loads(raw))
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError):
+        return None
 
 def _set_aside(root: str, aside: str, index: int) -> None:
     """Move what call ``index`` left in ``root`` (all but the command file) into ``aside``, its
