@@ -135,6 +135,12 @@ class Flow:
         finally:
             self._let_go()
 
+    def deletes_store_on_success(self) -> bool:
+        """Whether leaving the ``with`` block after a successful run deletes the job store
+        (--clean always or onSuccess): a front-end may then hand the stored outputs over
+        instead of copying them (``JobStore.hand_over_file``)."""
+        return self.options.clean in ("always", "onSuccess")
+
     def _should_destroy(self, store: JobStore, exc_type: type[BaseException] | None) -> bool:
         """Delete only a store known to be this run's and finished as --clean says; never one
         whose state is unknown (a restart that could not read it, a fault of the store)."""

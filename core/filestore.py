@@ -177,6 +177,19 @@ class FileStore:
         self._note_cleanup(file_id, cleanup)
         return FileID(file_id, self.jobStore.file_size(file_id))
 
+    def moveGlobalFile(self, localFileName: str, cleanup: bool = False) -> FileID:
+        """Store a file the job made and has finished with (flow's, not Toil's): the job store
+        takes the file itself where it can instead of copying it (see ``JobStore.move_file``),
+        and the local path is gone afterwards. A file the job read from the store
+        (``readGlobalFile``) is copied and stays where it is, so the job-end check still finds
+        it. For large outputs this saves a copy of every byte and the disk space it takes."""
+        path = os.path.abspath(localFileName)
+        if path in self._read_only or any(path in paths for paths in self._local_reads.values()):
+            return self.writeGlobalFile(path, cleanup)
+        file_id = self.jobStore.move_file(path, self.job_id)
+        self._note_cleanup(file_id, cleanup)
+        return FileID(file_id, self.jobStore.file_size(file_id))
+
     @contextlib.contextmanager
     def writeGlobalFileStream(
         self, cleanup: bool = False, basename: str | None = None, encoding: str | None = None,

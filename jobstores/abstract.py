@@ -12,6 +12,7 @@ on several hosts sharing a file system) may call these methods at the same time.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import IO
@@ -212,6 +213,17 @@ class JobStore(abc.ABC):
         The file id ends with the local file's base name so that reads can keep it.
         """
 
+    def move_file(self, local_path: str, job_id: str | None = None) -> str:
+        """Store a local file that its writer has finished with, and remove ``local_path``;
+        return the new file id. For outputs a job made and will not touch again (a CWL tool's
+        output files): a store may take the file itself instead of copying it, when no other
+        path names the same inode, so nothing outside the store can change it afterwards.
+        This default copies (``write_file``), then removes the path.
+        """
+        file_id = self.write_file(local_path, job_id)
+        os.unlink(local_path)
+        return file_id
+
     @abc.abstractmethod
     def write_file_stream(
         self, job_id: str | None = None, basename: str | None = None
@@ -232,6 +244,13 @@ class JobStore(abc.ABC):
         file. The file id is checked before anything is made: NoSuchFileError (naming the id)
         for a malformed or unknown id, and ``local_path`` is then not touched.
         """
+
+    def hand_over_file(self, file_id: str, local_path: str) -> None:
+        """As ``read_file``, when the store is deleted as soon as this run ends and nothing
+        reads the file from the store again (a front-end exporting a successful run's outputs
+        under --clean always/onSuccess): a store may then hand over the stored file itself
+        (a hard link) instead of a copy. This default copies."""
+        self.read_file(file_id, local_path)
 
     @abc.abstractmethod
     def read_file_stream(self, file_id: str) -> AbstractContextManager[IO[bytes]]:

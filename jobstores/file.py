@@ -48,11 +48,13 @@ itself (no copy of a large input) and the stored copy is the user's file. Jobs s
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
 import json
 import os
 import re
 import shutil
+import stat
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -115,6 +117,18 @@ def _tmp_path(directory: str) -> str:
 def _mkdir(path: str) -> None:
     with suppress(FileExistsError):
         os.mkdir(path, 0o700)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 def _unlink_quiet(path: str) -> None:
@@ -594,6 +608,30 @@ class FileJobStore(JobStore):
                     os.rmdir(directory)
         return file_id
 
+    def move_file(self, local_path: str, job_id: str | None = None) -> str:
+        """Take the file itself when nothing else can reach it afterwards: a regular file with
+        no other name is hard-linked into the store, made private (0600), and ``local_path``
+        removed, so the store's name is the inode's only one (stored files stay immutable, see
+        the module docstring) and no data is copied. Anything else (another hard link to the
+        file, a symlink, another file system, a file this user may not link) is copied first."""
+        st = os.lstat(local_path)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            file_id, target, directory = self._new_file(os.path.basename(local_path))
+            if self._link(local_path, target):
+                try:
+                    if os.stat(target).st_nlink == 2:  # else a name made meanwhile: copy after all
+                        os.unlink(local_path)
+                        with suppress(OSError):
+                            os.chmod(target, 0o600)
+                        return file_id
+                except OSError:
+                    pass
+                os.unlink(target)
+            if directory is not None:
+                with suppress(OSError):
+                    os.rmdir(directory)
+        return super().move_file(local_path, job_id)
+
     @staticmethod
     def _link(local_path: str, target: str) -> bool:
         """Hard-link ``local_path`` as ``target`` (its shard made if missing); False where that
@@ -661,6 +699,31 @@ class FileJobStore(JobStore):
             finally:
                 if not done:
                     _unlink_quiet(local_path)
+
+    def hand_over_file(self, file_id: str, local_path: str) -> None:
+        """A hard link to the stored file, given the mode a copy would have (the store's own
+        names are 0600), when ``local_path`` is on the store's file system and the store's is
+        the file's only name; else a copy.
+        Until the store is deleted the two names share the inode: callers hand over only
+        what no job reads again (see the contract)."""
+        path = self._valid_file_path(file_id)
+        try:
+            shared = os.stat(path).st_nlink != 1  # a --linkImports file is the user's own
+            if not shared:
+                os.link(path, local_path)
+        except FileNotFoundError:
+            if not os.path.exists(path):
+                raise NoSuchFileError(self.locator, file_id) from None
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+                raise
+            shared = True  # another file system, no hard links, ...: copy
+        if shared:
+            self.read_file(file_id, local_path)
+            return
+        with suppress(OSError):
+            os.chmod(local_path, 0o666 & ~_umask())
 
     @contextmanager
     def read_file_stream(self, file_id: str) -> Iterator[IO[bytes]]:

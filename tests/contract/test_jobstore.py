@@ -406,6 +406,76 @@ def test_linked_import_is_still_read_as_copies(store: JobStore, local: Path) -> 
     assert _stored(store, file_id) == b"user data"
 
 
+def test_move_file_takes_the_file(store: JobStore, local: Path) -> None:
+    """move_file: the path is gone, the store holds the bytes, and what is then made at the
+    path (a new file under the old name) is not what is stored."""
+    data = os.urandom(200_000)
+    path = local / "out.bin"
+    path.write_bytes(data)
+    file_id = store.move_file(str(path), "job")
+    assert file_id.endswith("out.bin") and not path.exists()
+    path.write_bytes(b"a new file under the old name")
+    assert _stored(store, file_id) == data
+    dest = local / "read.bin"
+    store.read_file(file_id, str(dest))
+    dest.write_bytes(b"a job's change to its copy")
+    assert _stored(store, file_id) == data
+
+
+def test_move_file_with_another_name_copies(store: JobStore, local: Path) -> None:
+    """A file with a second hard link is copied: writing through that other name later
+    leaves the stored file as it was."""
+    path, other = local / "out.txt", local / "other-name.txt"
+    path.write_bytes(b"original")
+    os.link(path, other)
+    file_id = store.move_file(str(path), "job")
+    assert not path.exists()
+    with other.open("r+b") as f:
+        f.write(b"CHANGED!")
+    assert other.read_bytes() == b"CHANGED!"
+    assert _stored(store, file_id) == b"original"
+
+
+def test_move_file_through_a_symlink_keeps_the_target(store: JobStore, local: Path) -> None:
+    target, link = local / "user-file.txt", local / "link.txt"
+    target.write_bytes(b"the user's")
+    link.symlink_to(target)
+    file_id = store.move_file(str(link), "job")
+    assert not os.path.lexists(link) and target.read_bytes() == b"the user's"
+    target.write_bytes(b"changed")
+    assert _stored(store, file_id) == b"the user's"
+
+
+def test_hand_over_file(store: JobStore, local: Path) -> None:
+    data = os.urandom(100_000)
+    file_id = _put(store, local, "result.bin", data)
+    dest = local / "exported.bin"
+    store.hand_over_file(file_id, str(dest))
+    assert dest.read_bytes() == data
+    copied = local / "copied.bin"
+    store.read_file(file_id, str(copied))
+    assert stat.S_IMODE(dest.stat().st_mode) == stat.S_IMODE(copied.stat().st_mode)  # not a record's 0600
+    occupied = local / "occupied.bin"
+    occupied.write_bytes(b"mine")
+    with pytest.raises(FileExistsError):
+        store.hand_over_file(file_id, str(occupied))
+    assert occupied.read_bytes() == b"mine"
+    for bad in ("../../etc/passwd", "nonsense"):
+        with pytest.raises(NoSuchFileError):
+            store.hand_over_file(bad, str(local / "never"))
+    assert not (local / "never").exists()
+
+
+def test_hand_over_never_hands_out_a_linked_import(store: JobStore, local: Path) -> None:
+    """A --linkImports file is the user's: handing it over is a copy, or the export and the
+    user's input would stay one file after the store is deleted."""
+    file_id = _put(store, local, "input.txt", b"user data", link=True)
+    dest = local / "exported.txt"
+    store.hand_over_file(file_id, str(dest))
+    dest.write_bytes(b"the user edits the output")
+    assert (local / "input.txt").read_bytes() == b"user data"
+
+
 def test_missing_file_errors(store: JobStore, local: Path) -> None:
     file_id = _put(store, local, "f.txt", b"x")
     store.delete_file(file_id)
