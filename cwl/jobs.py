@@ -116,7 +116,7 @@ def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore
         outputs.setdefault(adapter.shortname(param["id"]), None)
     roots = tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir)
     staging.refuse_outside(outputs, roots)
-    return staging.store_outputs(outputs, fileStore)
+    return staging.store_outputs(outputs, fileStore, roots)
 
 
 #: The most scattered invocations one :class:`CWLBatch` runs, one after the other.

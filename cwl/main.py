@@ -227,7 +227,7 @@ def _run(args: argparse.Namespace, uri: str, preload: bool,
             if recorder is not None:  # as cwltool's, the research object of a failed run
                 _write_research_object(recorder, flow, uri, settings, process, inputs, None)
             raise
-        exported: dict[str, Any] = staging.Exporter(flow.jobStore, args.outdir)(outputs)
+        exported: dict[str, Any] = staging.Exporter(flow.jobStore, args.outdir, flow.deletes_store_on_success())(outputs)
         if recorder is not None:
             _write_research_object(recorder, flow, uri, settings, process, inputs, outputs)
         return exported

@@ -20,7 +20,7 @@ from typing import Any
 
 from flow.core.filestore import FileStore
 from flow.cwl.adapter import CWLError, CWLToolError
-from flow.cwl.values import outside_roots, walk_files
+from flow.cwl.values import outside_roots, resolve_in_roots, walk_files
 from flow.jobstores.abstract import JobStore
 
 FLOW_FILE = "flowfile:"
@@ -221,33 +221,56 @@ def write_back(materializer: Materializer) -> None:
             file_store.updateGlobalFile(manifest_id, scratch)
 
 
-def store_outputs(value: Any, file_store: FileStore) -> Any:
-    """Write every local File/Directory in a tool's output object into the file store."""
-    if isinstance(value, list):
-        return [store_outputs(item, file_store) for item in value]
-    if not isinstance(value, dict):
-        return value
-    kind = value.get("class")
-    if kind not in ("File", "Directory"):
-        return {k: store_outputs(v, file_store) for k, v in value.items()}
-    out = dict(value)
-    path = local_path(str(out.get("location", ""))) if out.get("location") else None
-    if kind == "File" and path is not None and not out["location"].startswith(FLOW_FILE):
-        out["location"] = FLOW_FILE + file_store.writeGlobalFile(path)
-        out.pop("path", None)
-    elif kind == "Directory" and path is not None and not out["location"].startswith(FLOW_DIR):
-        out["listing"] = [
-            store_outputs(_entry(os.path.join(path, name)), file_store) for name in sorted(os.listdir(path))
-        ]
-        with file_store.writeGlobalFileStream(basename=".manifest") as (stream, manifest_id):
-            stream.write(manifest(out))
-        out["location"] = FLOW_DIR + manifest_id
-        out.pop("path", None)
-    elif kind == "Directory" and out.get("listing"):
-        out["listing"] = store_outputs(out["listing"], file_store)
-    if out.get("secondaryFiles"):
-        out["secondaryFiles"] = store_outputs(out["secondaryFiles"], file_store)
-    return out
+def store_outputs(value: Any, file_store: FileStore, movable: tuple[str, ...] = ()) -> Any:
+    """Write every local File/Directory in a tool's output object into the file store. A file
+    whose real path lies under ``movable`` (the tool's own directories, see
+    :func:`flow.cwl.values.tool_roots`, which the step owns and removes afterwards) is moved
+    into the store rather than copied, as cwltool moves outputs into its output directory: a
+    large output is then never copied on its way to the next step. A path two outputs share
+    is stored once."""
+    return _OutputStorer(file_store, movable).store(value)
+
+
+class _OutputStorer:
+    def __init__(self, file_store: FileStore, movable: tuple[str, ...]) -> None:
+        self.file_store = file_store
+        self.movable = movable
+        self.stored: dict[str, str] = {}  # real path -> its flowfile: location
+
+    def store(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.store(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        kind = value.get("class")
+        if kind not in ("File", "Directory"):
+            return {k: self.store(v) for k, v in value.items()}
+        out = dict(value)
+        path = local_path(str(out.get("location", ""))) if out.get("location") else None
+        if kind == "File" and path is not None and not out["location"].startswith(FLOW_FILE):
+            out["location"] = self._file(path)
+            out.pop("path", None)
+        elif kind == "Directory" and path is not None and not out["location"].startswith(FLOW_DIR):
+            out["listing"] = [self.store(_entry(os.path.join(path, name))) for name in sorted(os.listdir(path))]
+            with self.file_store.writeGlobalFileStream(basename=".manifest") as (stream, manifest_id):
+                stream.write(manifest(out))
+            out["location"] = FLOW_DIR + manifest_id
+            out.pop("path", None)
+        elif kind == "Directory" and out.get("listing"):
+            out["listing"] = self.store(out["listing"])
+        if out.get("secondaryFiles"):
+            out["secondaryFiles"] = self.store(out["secondaryFiles"])
+        return out
+
+    def _file(self, path: str) -> str:
+        real, inside = resolve_in_roots(path, self.movable) if self.movable else (os.path.realpath(path), False)
+        if real not in self.stored:
+            # only a path that is itself the file (no symlink to it) is moved: a link's target
+            # may be what another output or the user names
+            move = inside and real == os.path.abspath(path)
+            store = self.file_store.moveGlobalFile if move else self.file_store.writeGlobalFile
+            self.stored[real] = FLOW_FILE + store(path)
+        return self.stored[real]
 
 
 def refuse_outside(outputs: dict[str, Any], roots: tuple[str, ...]) -> None:
@@ -301,9 +324,13 @@ def _final_file_fields(value: dict[str, Any], path: str) -> None:
 class Exporter:
     """Writes flowfile:/flowdir: objects into ``outdir`` as cwltool lays out its outputs."""
 
-    def __init__(self, store: JobStore, outdir: str) -> None:
+    def __init__(self, store: JobStore, outdir: str, hand_over: bool = False) -> None:
+        """``hand_over``: the store is deleted when the run ends, so each stored file may be
+        handed over (``JobStore.hand_over_file``: no copy) the first time it is exported."""
         self.store = store
         self.outdir = os.path.abspath(outdir)
+        self.hand_over = hand_over
+        self._handed: set[str] = set()  # a second export of one file is a copy: no shared inode
         self._taken: set[str] = set()
         #: What was exported where: one path per file (by id, or by name and checksum, since
         #: an in-place update stores the same file again), as cwltool moves each file once.
@@ -314,6 +341,13 @@ class Exporter:
         os.makedirs(self.outdir, exist_ok=True)
         self._visit(value, None)
         return value
+
+    def _export(self, file_id: str, path: str) -> None:
+        if self.hand_over and file_id not in self._handed:
+            self._handed.add(file_id)
+            self.store.hand_over_file(file_id, path)
+        else:
+            self.store.read_file(file_id, path)
 
     def _target(self, parent: str | None, name: str) -> str:
         """Where an output goes: like cwltool, replacing what an earlier run left there, and
@@ -345,7 +379,7 @@ class Exporter:
             key = (parent, str(value.get("basename")), checksum) if checksum else (parent, location, "")
             path = self._exported.get(key) or self._target(parent, value.get("basename") or os.path.basename(location))
             if key not in self._exported:
-                self.store.read_file(location[len(FLOW_FILE):], path)
+                self._export(location[len(FLOW_FILE):], path)
                 self._exported[key] = path
             value["location"], value["path"] = _file_uri(path), path
             _final_file_fields(value, path)

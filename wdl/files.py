@@ -115,9 +115,13 @@ class Exporter:
     """Copies output files out of the job store into ``outdir``: by name, in a sub-folder named by
     the file's folder key when two outputs share a name."""
 
-    def __init__(self, store: JobStore, outdir: str) -> None:
+    def __init__(self, store: JobStore, outdir: str, hand_over: bool = False) -> None:
+        """``hand_over``: the store is deleted when the run ends, so each stored file may be
+        handed over (``JobStore.hand_over_file``: no copy) the first time it is exported."""
         self.store = store
         self.outdir = os.path.abspath(outdir)
+        self.hand_over = hand_over
+        self._handed: set[str] = set()  # a second export of one file is a copy: no shared inode
         self._done: dict[str, str] = {}
         self._taken: set[str] = set()
 
@@ -137,7 +141,11 @@ class Exporter:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.lexists(target):
             os.unlink(target)
-        self.store.read_file(ref.file_id, target)
+        if self.hand_over and ref.file_id not in self._handed:
+            self._handed.add(ref.file_id)
+            self.store.hand_over_file(ref.file_id, target)
+        else:
+            self.store.read_file(ref.file_id, target)
         self._done[value] = target
         return target
 
@@ -292,6 +300,10 @@ class Uploader:
             return known if ref.basename == name else FileRef(ref.file_id, ref.folder, name).uri
         file_id = self._stored.get(real)
         if file_id is None:
-            file_id = self._stored[real] = str(self.file_store.writeGlobalFile(real))
+            # the task's own file (outputs outside the task were refused) is moved into the
+            # store, as miniwdl leaves outputs in place instead of copying them; one reached
+            # through a symlink is copied (the link's target may be another output)
+            store = self.file_store.moveGlobalFile if real == os.path.abspath(path) else self.file_store.writeGlobalFile
+            file_id = self._stored[real] = str(store(real))
         folder = os.path.relpath(os.path.dirname(os.path.abspath(path)), self.root)
         return FileRef(file_id, folder_key(self.token, folder), name).uri

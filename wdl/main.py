@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             outputs = flow.start(root)
             origins = importer.origins
         outdir = args.output_directory or os.path.join(os.getcwd(), f"wdl-out-{uuid.uuid4().hex[:8]}")
-        exporter = files.Exporter(flow.jobStore, outdir)
+        exporter = files.Exporter(flow.jobStore, outdir, flow.deletes_store_on_success())
         exported = adapter.map_paths(outputs, exporter)
         # A File that became a String is the host path it came from, or its exported copy.
         exported = adapter.map_strings(exported, lambda text: files.replace_uris(
