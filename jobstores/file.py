@@ -609,28 +609,58 @@ class FileJobStore(JobStore):
         return file_id
 
     def move_file(self, local_path: str, job_id: str | None = None) -> str:
-        """Take the file itself when nothing else can reach it afterwards: a regular file with
-        no other name is hard-linked into the store, made private (0600), and ``local_path``
-        removed, so the store's name is the inode's only one (stored files stay immutable, see
-        the module docstring) and no data is copied. Anything else (another hard link to the
-        file, a symlink, another file system, a file this user may not link) is copied first."""
-        st = os.lstat(local_path)
-        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
-            file_id, target, directory = self._new_file(os.path.basename(local_path))
-            if self._link(local_path, target):
-                try:
-                    if os.stat(target).st_nlink == 2:  # else a name made meanwhile: copy after all
-                        os.unlink(local_path)
-                        with suppress(OSError):
-                            os.chmod(target, 0o600)
-                        return file_id
-                except OSError:
-                    pass
-                os.unlink(target)
-            if directory is not None:
-                with suppress(OSError):
-                    os.rmdir(directory)
+        """Rename the file into the store (made private, 0600) when nothing else can reach it
+        afterwards: a regular file with no other name that no process holds open. The last is
+        checked with a write lease (``F_SETLEASE``: granted only when no other descriptor of
+        the file is open anywhere; a few microseconds), held across the rename, so a process
+        a tool left running cannot go on writing into a stored file. Stored files stay
+        immutable (see the module docstring) and no data is copied. Anything else (another
+        hard link, a symlink, an open file, another file system, no lease support) is copied."""
+        file_id, target, directory = self._new_file(os.path.basename(local_path))
+        try:
+            fd = os.open(local_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:  # a symlink (ELOOP), a FIFO or device that would block, ...
+            fd = -1
+        try:
+            if fd >= 0 and self._rename_unshared(fd, local_path, target):
+                if self.fsync:
+                    os.fsync(fd)
+                    _fsync_path(os.path.dirname(target))
+                return file_id
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        if directory is not None:
+            with suppress(OSError):
+                os.rmdir(directory)
         return super().move_file(local_path, job_id)
+
+    @staticmethod
+    def _rename_unshared(fd: int, local_path: str, target: str) -> bool:
+        """Rename ``local_path`` (open as ``fd``) to ``target`` if it is a regular file with one
+        name and no other open descriptor; False, with nothing changed, otherwise."""
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            return False
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        except OSError:  # EAGAIN: open elsewhere; EACCES: not ours; EINVAL: no leases here
+            return False
+        try:
+            try:
+                os.rename(local_path, target)
+            except FileNotFoundError:
+                if not os.path.lexists(local_path):
+                    raise
+                _mkdir(os.path.dirname(target))  # a flat file's shard, not made yet
+                os.rename(local_path, target)
+            except OSError:  # another file system (EXDEV), ...
+                return False
+            with suppress(OSError):
+                os.fchmod(fd, 0o600)
+            return True
+        finally:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
 
     @staticmethod
     def _link(local_path: str, target: str) -> bool:

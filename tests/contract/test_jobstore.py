@@ -15,7 +15,9 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -444,6 +446,36 @@ def test_move_file_through_a_symlink_keeps_the_target(store: JobStore, local: Pa
     assert not os.path.lexists(link) and target.read_bytes() == b"the user's"
     target.write_bytes(b"changed")
     assert _stored(store, file_id) == b"the user's"
+
+
+def test_move_file_of_a_file_open_elsewhere_copies(store: JobStore, local: Path) -> None:
+    """A process that still holds the file open (a tool's leftover background writer) may
+    write after the move: the store must hold its own copy then."""
+    path = local / "out.log"
+    path.write_bytes(b"first line\n")
+    writer = subprocess.Popen(["sh", "-c", f"exec 3>>'{path}'; read line; echo late >&3"],
+                              stdin=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: _open_by(writer.pid, path))
+        file_id = store.move_file(str(path), "job")
+        assert not path.exists()
+        writer.communicate("go\n", timeout=30)  # it writes through its descriptor now
+    finally:
+        writer.kill()
+        writer.wait()
+    assert _stored(store, file_id) == b"first line\n"
+
+
+def _open_by(pid: int, path: Path) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    return any(os.path.realpath(fd) == str(path) for fd in fds.iterdir()) if fds.exists() else False
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 def test_hand_over_file(store: JobStore, local: Path) -> None:

@@ -125,3 +125,80 @@ def test_restart_of_a_finished_kept_store_exports_again(workflow: Path) -> None:
     (workflow / "out" / "made.txt").write_text("changed by the user\n")
     result = _run(workflow, "--jobStore", str(store), "--clean", "never", "--restart")
     _check(workflow, result)
+
+
+#: Step A leaves a process running that holds its output open and writes to it when step B
+#: says so (a FIFO); step C reads A's output after that write.
+STRAY_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements: {ShellCommandRequirement: {}}
+inputs:
+  dir: string
+arguments:
+  - valueFrom: >-
+      echo first > out.txt &&
+      ( exec 3>>out.txt; touch $(inputs.dir)/ready; read go < $(inputs.dir)/fifo;
+        echo late >&3; touch $(inputs.dir)/written ) > /dev/null 2>&1 &
+      while [ ! -e $(inputs.dir)/ready ]; do sleep 0.01; done
+    shellQuote: false
+outputs:
+  out: {type: File, outputBinding: {glob: out.txt}}
+"""
+
+TRIGGER_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements: {ShellCommandRequirement: {}}
+inputs:
+  dir: string
+  after: File
+arguments:
+  - valueFrom: >-
+      echo go > $(inputs.dir)/fifo &&
+      timeout 60 sh -c 'while [ ! -e $(inputs.dir)/written ]; do sleep 0.01; done' &&
+      echo done > token.txt
+    shellQuote: false
+outputs:
+  token: {type: File, outputBinding: {glob: token.txt}}
+"""
+
+STRAY_WORKFLOW = """\
+cwlVersion: v1.2
+class: Workflow
+inputs:
+  dir: string
+steps:
+  a: {run: stray.cwl, in: {dir: dir}, out: [out]}
+  b: {run: trigger.cwl, in: {dir: dir, after: a/out}, out: [token]}
+  c: {run: cat2.cwl, in: {x: a/out, token: b/token}, out: [out]}
+outputs:
+  seen: {type: File, outputSource: c/out}
+"""
+
+CAT2 = """\
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: cat
+inputs:
+  x: {type: File, inputBinding: {position: 1}}
+  token: File
+stdout: seen.txt
+outputs:
+  out: stdout
+"""
+
+
+def test_a_leftover_writer_never_changes_a_stored_output(tmp_path: Path) -> None:
+    """A file some process still holds open is copied into the store, not moved: a later step
+    reads what the tool left, whatever the leftover process writes afterwards."""
+    for name, text in (("stray.cwl", STRAY_TOOL), ("trigger.cwl", TRIGGER_TOOL), ("wf.cwl", STRAY_WORKFLOW),
+                       ("cat2.cwl", CAT2)):
+        (tmp_path / name).write_text(text)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.mkfifo(shared / "fifo")
+    done = flow_cwl("--outdir", str(tmp_path / "out"), "wf.cwl", "--dir", str(shared), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (shared / "written").exists()  # the leftover process did write, before step c ran
+    assert Path(json.loads(done.stdout)["seen"]["path"]).read_text() == "first\n"

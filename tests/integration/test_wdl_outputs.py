@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_wdl import flow_wdl, outputs, wdl_cache  # noqa: F401 (a fixture)
+from tests.integration.test_wdl import flow_wdl, outputs
 
 #: Outputs: a file the task writes, its input passed through, a hard link to its input, a
 #: symbolic link to its own file; the written file is read again by a second call.
@@ -48,6 +48,11 @@ workflow wf {
   }
 }
 """
+
+
+@pytest.fixture(scope="module")
+def wdl_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wdl-cache")
 
 
 @pytest.mark.parametrize("clean", ["onSuccess", "never"])
