@@ -194,11 +194,26 @@ def _write_cache(path: str, data: bytes) -> None:
 
 def quiet_cwltool(debug: bool) -> None:
     """cwltool's log handler sets its logger to INFO when imported: keep it to warnings, and
-    printed once (by that handler, not again by a worker's root handler)."""
+    printed once (by that handler, not again by a worker's root handler). cwl_utils logs the
+    traceback of an expression that fails to evaluate, then raises it again as cwltool's
+    WorkflowException, which flow reports in one paragraph: that record is dropped (kept with
+    --debug), and the others are printed once too."""
+    import cwl_utils.loghandler  # noqa: F401 - imported for the handler it installs
     import cwltool.loghandler  # noqa: F401 - imported for the handler it installs
 
     logging.getLogger("cwltool").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("cwltool").propagate = False
+    utils = logging.getLogger("cwl_utils")
+    utils.propagate = False
+    for old in [f for f in utils.filters if isinstance(f, _NoTraceback)]:
+        utils.removeFilter(old)  # a worker forked from a leader that called this earlier
+    if not debug:
+        utils.addFilter(_NoTraceback())
+
+
+class _NoTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.exc_info is None
 
 
 def document_uri(argument: str, debug: bool = False) -> str:
