@@ -696,7 +696,7 @@ class FileJobStore(JobStore):
                 if self.fsync:
                     f.flush()
                     os.fsync(f.fileno())
-            os.replace(tmp, target)
+            self._publish_stream(tmp, target)
             done = True
         finally:
             if not done:
@@ -704,6 +704,31 @@ class FileJobStore(JobStore):
                 if directory is not None:
                     with suppress(OSError):
                         os.rmdir(directory)
+
+    def _publish_stream(self, tmp: str, target: str) -> None:
+        """Rename a finished stream's file into place, unless a descriptor of it is still open
+        (the job duplicated the stream's, or a process it started inherited it): that one
+        could write into the stored file later, so the store keeps a copy made now instead.
+        A write lease (``F_SETLEASE``, granted only when no other descriptor of the file is
+        open anywhere) tells, in microseconds; where the file system has no leases (EINVAL:
+        NFS, ...), the file is renamed as before."""
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EBUSY):
+                    os.replace(tmp, target)
+                    return
+                self._write_atomic(target, copy_from=tmp)
+                _unlink_quiet(tmp)
+                return
+            try:
+                os.replace(tmp, target)
+            finally:
+                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        finally:
+            os.close(fd)
 
     def update_file(self, file_id: str, local_path: str) -> None:
         path = self._valid_file_path(file_id)

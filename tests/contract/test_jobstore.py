@@ -478,6 +478,38 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
+def test_a_kept_stream_descriptor_cannot_change_the_stored_file(store: JobStore, local: Path) -> None:
+    """A job that duplicated the stream's descriptor, or started a process that inherited it,
+    may write through it after the stream is closed: the stored file stays as it was then."""
+    with store.write_file_stream("job", "dup.txt") as (stream, dup_id):
+        stream.write(b"written in the block")
+        stream.flush()
+        kept = os.dup(stream.fileno())
+    os.write(kept, b" and after it")
+    os.close(kept)
+    assert _stored(store, dup_id) == b"written in the block"
+    with store.write_file_stream("job", "child.txt") as (stream, child_id):
+        stream.write(b"before")
+        stream.flush()
+        child = subprocess.Popen(["sh", "-c", "read go; echo after >&3"], stdin=subprocess.PIPE, text=True,
+                                 pass_fds=(stream.fileno(),), preexec_fn=_fd_as_3(stream.fileno()))
+    try:
+        child.communicate("go\n", timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert _stored(store, child_id) == b"before"
+    with store.write_file_stream("job", "plain.txt") as (stream, plain_id):
+        stream.write(b"plain")
+    assert _stored(store, plain_id) == b"plain"
+
+
+def _fd_as_3(fd: int) -> Callable[[], None]:
+    def move() -> None:
+        os.dup2(fd, 3)
+    return move
+
+
 def test_hand_over_file(store: JobStore, local: Path) -> None:
     data = os.urandom(100_000)
     file_id = _put(store, local, "result.bin", data)
