@@ -54,6 +54,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -117,6 +118,29 @@ def _tmp_path(directory: str) -> str:
 def _mkdir(path: str) -> None:
     with suppress(FileExistsError):
         os.mkdir(path, 0o700)
+
+
+def _lease(fd: int) -> str:
+    """Take a write lease on ``fd``'s file: "held" when another descriptor of the file is open
+    anywhere (the kernel grants a write lease only to the file's one open descriptor), "none"
+    where the file system has no leases (NFS, ...) or the file is not this user's, else
+    "taken" (release it with ``_unlease``). A process that opens the file meanwhile waits
+    until the lease is released, and the holder gets a signal: SIGWINCH, ignored unless
+    handled, instead of the default SIGIO, which would end the process."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGWINCH)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EBUSY):
+            return "held"
+        if exc.errno in (errno.EINVAL, errno.ENOLCK, errno.EACCES, errno.EPERM):
+            return "none"
+        raise
+    return "taken"
+
+
+def _unlease(fd: int) -> None:
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
 
 
 def _umask() -> int:
@@ -642,9 +666,7 @@ class FileJobStore(JobStore):
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             return False
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
-        except OSError:  # EAGAIN: open elsewhere; EACCES: not ours; EINVAL: no leases here
+        if _lease(fd) != "taken":  # open elsewhere, or no way to tell
             return False
         try:
             try:
@@ -660,7 +682,7 @@ class FileJobStore(JobStore):
                 os.fchmod(fd, 0o600)
             return True
         finally:
-            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+            _unlease(fd)
 
     @staticmethod
     def _link(local_path: str, target: str) -> bool:
@@ -714,19 +736,16 @@ class FileJobStore(JobStore):
         NFS, ...), the file is renamed as before."""
         fd = os.open(tmp, os.O_RDONLY)
         try:
-            try:
-                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EBUSY):
-                    os.replace(tmp, target)
-                    return
+            lease = _lease(fd)
+            if lease == "held":
                 self._write_atomic(target, copy_from=tmp)
                 _unlink_quiet(tmp)
                 return
             try:
                 os.replace(tmp, target)
             finally:
-                fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+                if lease == "taken":
+                    _unlease(fd)
         finally:
             os.close(fd)
 
