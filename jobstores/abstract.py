@@ -12,6 +12,7 @@ on several hosts sharing a file system) may call these methods at the same time.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import IO
@@ -211,6 +212,15 @@ class JobStore(abc.ABC):
         ``job_id`` (the writing job) is recorded for cleanup; it may be None (imports).
         The file id ends with the local file's base name so that reads can keep it.
         """
+
+    def move_file(self, local_path: str, job_id: str | None = None) -> str:
+        """Store a local file by taking it over: ``local_path`` is gone afterwards (removed,
+        or renamed into the store where it can be), so no path outside the store reaches the
+        stored inode. Only for a file no process still writes to (a finished tool's output,
+        which cwltool would move the same way); returns the new file id as ``write_file``."""
+        file_id = self.write_file(local_path, job_id)
+        os.unlink(local_path)
+        return file_id
 
     @abc.abstractmethod
     def write_file_stream(
