@@ -32,12 +32,13 @@ logger = logging.getLogger("flow.cwl")
 
 # ---- running one invocation -----------------------------------------------------------------
 def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: RunSettings,
-                prefix: str = "", tmpdir: str | None = None, outdir: str | None = None) -> dict[str, Any]:
+                prefix: str = "", tmpdir: str | None = None, outdir: str | None = None,
+                roots: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Run one CommandLineTool/ExpressionTool invocation with cwltool in ``work_dir``, whose
     entries for it all start with ``prefix`` (the invocations of a batch share one directory:
     a directory made per invocation costs more than the tool on a busy ext4); ``tmpdir``,
     ``outdir``: empty directories for the tool's $TMPDIR and output directory (else cwltool
-    makes them)."""
+    makes them); ``roots``: what :func:`flow.cwl.values.tool_roots` gives for those, if known."""
     from cwltool.errors import UnsupportedRequirement, WorkflowException
 
     _quick_process_monitor()
@@ -53,7 +54,8 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
             tuple({os.path.abspath(r) for r in dirs} | {os.path.realpath(r) for r in dirs}))
     else:
         ctx.path_mapper, ctx.make_fs_access = _host_output_checks(
-            tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir, outdir), refused,
+            roots or tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir, outdir),
+            refused,
             os.path.join(work_dir, f"{prefix}inputs"))
     ended = _CommandEnd()
     cwl_logger = logging.getLogger("cwltool")

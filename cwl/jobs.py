@@ -99,7 +99,8 @@ def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore
     stage = staging.Materializer(fileStore, os.path.join(work, f"{prefix}inputs"), mutable=inplace,
                                  restaged=adapter.process_class(process) == "CommandLineTool"
                                  and settings.container is not None)
-    outputs = adapter_run.run_process(process, stage(inputs), work, settings, prefix, tmpdir, outdir)
+    roots = tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir, outdir)
+    outputs = adapter_run.run_process(process, stage(inputs), work, settings, prefix, tmpdir, outdir, roots)
     try:
         fileStore.check_read_files()
     except ChangedReadFileError as exc:
@@ -115,7 +116,6 @@ def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore
         staging.write_back(stage)
     for param in process.tool["outputs"]:  # every declared output, null when absent
         outputs.setdefault(adapter.shortname(param["id"]), None)
-    roots = tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir, outdir)
     staging.refuse_outside(outputs, roots)
     # The outputs the tool left in its own output directory are moved into the store (as
     # cwltool moves them to their final place): no copy, no new file, nothing to remove later.
