@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import IO
 
 
@@ -214,12 +214,14 @@ class JobStore(abc.ABC):
         """
 
     def move_file(self, local_path: str, job_id: str | None = None) -> str:
-        """Store a local file by taking it over: ``local_path`` is gone afterwards (removed,
-        or renamed into the store where it can be), so no path outside the store reaches the
-        stored inode. Only for a file no process still writes to (a finished tool's output,
-        which cwltool would move the same way); returns the new file id as ``write_file``."""
+        """Store a local file by taking it over: renamed into the store where it can be, else
+        copied (as ``write_file``) and removed, so no path outside the store reaches the stored
+        inode. Only for a file no process still writes to (a finished tool's output, which
+        cwltool would move the same way); returns the new file id as ``write_file``. A copy
+        whose original cannot be removed is still an independent copy: the original stays."""
         file_id = self.write_file(local_path, job_id)
-        os.unlink(local_path)
+        with suppress(OSError):
+            os.unlink(local_path)
         return file_id
 
     @abc.abstractmethod
