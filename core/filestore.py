@@ -177,6 +177,16 @@ class FileStore:
         self._note_cleanup(file_id, cleanup)
         return FileID(file_id, self.jobStore.file_size(file_id))
 
+    def moveGlobalFile(self, localFileName: str, cleanup: bool = False) -> FileID:
+        """Store a local file the job has finished with by moving it into the job store (no
+        copy where the store can take it over): the local file is gone afterwards. For a
+        finished tool's output; a file something may still write to takes writeGlobalFile."""
+        path = os.path.abspath(localFileName)
+        size = os.stat(path).st_size
+        file_id = self.jobStore.move_file(path, self.job_id)
+        self._note_cleanup(file_id, cleanup)
+        return FileID(file_id, size)
+
     @contextlib.contextmanager
     def writeGlobalFileStream(
         self, cleanup: bool = False, basename: str | None = None, encoding: str | None = None,

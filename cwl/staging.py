@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -221,19 +222,21 @@ def write_back(materializer: Materializer) -> None:
             file_store.updateGlobalFile(manifest_id, scratch)
 
 
-def store_outputs(value: Any, file_store: FileStore) -> Any:
-    """Write every local File/Directory in a tool's output object into the file store."""
+def store_outputs(value: Any, file_store: FileStore, movable: frozenset[str] = frozenset()) -> Any:
+    """Write every local File/Directory in a tool's output object into the file store; the
+    files at ``movable`` paths (see :func:`movable_outputs`) are moved there, not copied."""
     if isinstance(value, list):
-        return [store_outputs(item, file_store) for item in value]
+        return [store_outputs(item, file_store, movable) for item in value]
     if not isinstance(value, dict):
         return value
     kind = value.get("class")
     if kind not in ("File", "Directory"):
-        return {k: store_outputs(v, file_store) for k, v in value.items()}
+        return {k: store_outputs(v, file_store, movable) for k, v in value.items()}
     out = dict(value)
     path = local_path(str(out.get("location", ""))) if out.get("location") else None
     if kind == "File" and path is not None and not out["location"].startswith(FLOW_FILE):
-        out["location"] = FLOW_FILE + file_store.writeGlobalFile(path)
+        store = file_store.moveGlobalFile if path in movable else file_store.writeGlobalFile
+        out["location"] = FLOW_FILE + store(path)
         out.pop("path", None)
     elif kind == "Directory" and path is not None and not out["location"].startswith(FLOW_DIR):
         out["listing"] = [
@@ -248,6 +251,53 @@ def store_outputs(value: Any, file_store: FileStore) -> Any:
     if out.get("secondaryFiles"):
         out["secondaryFiles"] = store_outputs(out["secondaryFiles"], file_store)
     return out
+
+
+def movable_outputs(outputs: Any, outdir: str) -> frozenset[str]:
+    """The paths of a finished tool's output Files that may be moved into the file store
+    instead of copied: plain files (not symlinks, no other hard link) in the tool's own output
+    directory ``outdir`` (whose path starts each of them: a directory, or cwltool's prefix of
+    one), each output once, in no Directory output and no secondaryFiles (each path stored once
+    with one id, as a copy would be). cwltool itself moves its outputs out of that directory."""
+    paths: dict[str, int] = {}
+    dirs: list[str] = []
+    top = set()
+    for depth, obj in _files_with_depth(outputs, 0):
+        path = local_path(str(obj.get("location", ""))) if obj.get("location") else None
+        if path is None:
+            continue
+        paths[path] = paths.get(path, 0) + 1
+        if obj.get("class") == "Directory":
+            dirs.append(path.rstrip(os.sep) + os.sep)
+        elif depth == 0:
+            top.add(path)
+    movable = set()
+    for path in top:
+        if paths[path] != 1 or not path.startswith(outdir) or any(path.startswith(d) for d in dirs):
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            movable.add(path)
+    return frozenset(movable)
+
+
+def _files_with_depth(value: Any, depth: int) -> Any:
+    """(depth, obj) of every File and Directory in an output object; depth 0 for those that
+    are themselves outputs (or items of one), more for secondaryFiles and listings."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _files_with_depth(item, depth)
+    elif isinstance(value, dict):
+        if value.get("class") in ("File", "Directory"):
+            yield depth, value
+            for key in ("secondaryFiles", "listing"):
+                yield from _files_with_depth(value.get(key) or [], depth + 1)
+        else:
+            for item in value.values():
+                yield from _files_with_depth(item, depth)
 
 
 def refuse_outside(outputs: dict[str, Any], roots: tuple[str, ...]) -> None:

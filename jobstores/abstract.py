@@ -12,8 +12,9 @@ on several hosts sharing a file system) may call these methods at the same time.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import IO
 
 
@@ -211,6 +212,17 @@ class JobStore(abc.ABC):
         ``job_id`` (the writing job) is recorded for cleanup; it may be None (imports).
         The file id ends with the local file's base name so that reads can keep it.
         """
+
+    def move_file(self, local_path: str, job_id: str | None = None) -> str:
+        """Store a local file by taking it over: renamed into the store where it can be, else
+        copied (as ``write_file``) and removed, so no path outside the store reaches the stored
+        inode. Only for a file no process still writes to (a finished tool's output, which
+        cwltool would move the same way); returns the new file id as ``write_file``. A copy
+        whose original cannot be removed is still an independent copy: the original stays."""
+        file_id = self.write_file(local_path, job_id)
+        with suppress(OSError):
+            os.unlink(local_path)
+        return file_id
 
     @abc.abstractmethod
     def write_file_stream(

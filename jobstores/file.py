@@ -40,6 +40,10 @@ would not stop root, and the immutable attribute (``chattr +i``) needs root and 
 links to the file anyway. A stored file is only ever replaced by a rename (``update_file``),
 never written in place.
 
+``move_file`` takes over a file its job has finished with (a tool's output once the tool has
+ended) by renaming it into the store: the path it had is gone, so again no path outside the store
+reaches the stored inode, and storing costs no copy and no new inode.
+
 The one exception is ``write_file(link=True)``, used only for ``--linkImports``: the user
 promises not to change their input files during the run, so the store hard-links the file
 itself (no copy of a large input) and the stored copy is the user's file. Jobs still read copies.
@@ -592,6 +596,29 @@ class FileJobStore(JobStore):
             if not done and directory is not None:
                 with suppress(OSError):
                     os.rmdir(directory)
+        return file_id
+
+    def move_file(self, local_path: str, job_id: str | None = None) -> str:
+        """Renamed into the store (owner-only, as the store's own files) when on the store's
+        file system: no copy and no new inode; else copied and removed (see the abstract)."""
+        file_id, target, directory = self._new_file(os.path.basename(local_path))
+        try:
+            os.chmod(local_path, 0o600)
+            try:
+                os.rename(local_path, target)
+            except FileNotFoundError:
+                if not os.path.lexists(local_path):
+                    raise
+                _mkdir(os.path.dirname(target))  # a flat file's shard, not made yet
+                os.rename(local_path, target)
+        except OSError:  # another file system (EXDEV), or the store refused the rename
+            if directory is not None:
+                with suppress(OSError):
+                    os.rmdir(directory)
+            return super().move_file(local_path, job_id)
+        if self.fsync:
+            _fsync_path(target)
+            _fsync_path(os.path.dirname(target))
         return file_id
 
     @staticmethod
