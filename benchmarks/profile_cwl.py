@@ -47,7 +47,7 @@ WORKER_PHASES: list[tuple[str, int, str, str]] = [
     ("checksums (compute_checksums)", 6, "cwltool/process.py", "compute_checksums"),
     ("relocate outputs", 4, "cwltool/process.py", "relocateOutputs"),
     ("check read files", 3, "core/filestore.py", "check_read_files"),
-    ("store outputs (writeGlobalFile)", 3, "cwl/staging.py", "store_outputs"),
+    ("store outputs (moved or copied in)", 3, "cwl/staging.py", "store_outputs"),
     ("CWL step/scatter/gather jobs", 1, "cwl/workflow.py", "run"),
     ("commit (job records, result)", 1, "core/worker.py", "_commit"),
     ("new job records", 2, "core/worker.py", "write_new_jobs"),

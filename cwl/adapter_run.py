@@ -32,18 +32,21 @@ logger = logging.getLogger("flow.cwl")
 
 # ---- running one invocation -----------------------------------------------------------------
 def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: RunSettings,
-                prefix: str = "", tmpdir: str | None = None) -> dict[str, Any]:
+                prefix: str = "", tmpdir: str | None = None, outdir: str | None = None,
+                roots: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Run one CommandLineTool/ExpressionTool invocation with cwltool in ``work_dir``, whose
     entries for it all start with ``prefix`` (the invocations of a batch share one directory:
-    a directory made per invocation costs more than the tool on a busy ext4); ``tmpdir``: an
-    empty directory for the tool's $TMPDIR (else cwltool makes one)."""
+    a directory made per invocation costs more than the tool on a busy ext4); ``tmpdir``,
+    ``outdir``: empty directories for the tool's $TMPDIR and output directory (else cwltool
+    makes them); ``roots``: what :func:`flow.cwl.values.tool_roots` gives for those, if known."""
     from cwltool.errors import UnsupportedRequirement, WorkflowException
-    from cwltool.executors import SingleJobExecutor
 
     _quick_process_monitor()
     ctx = _runtime_context(process, work_dir, settings, prefix)
     if tmpdir is not None:
         ctx.tmpdir = tmpdir
+    if outdir is not None:
+        ctx.create_outdir = _first_given(outdir, ctx.create_outdir)
     refused: list[str] = []
     if settings.container is not None:
         dirs = [work_dir] + [os.path.dirname(p) for p in (settings.tmpdir_prefix, settings.tmp_outdir_prefix) if p]
@@ -51,12 +54,13 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
             tuple({os.path.abspath(r) for r in dirs} | {os.path.realpath(r) for r in dirs}))
     else:
         ctx.path_mapper, ctx.make_fs_access = _host_output_checks(
-            tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir), refused,
+            roots or tool_roots(work_dir, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir, outdir),
+            refused,
             os.path.join(work_dir, f"{prefix}inputs"))
     ended = _CommandEnd()
     cwl_logger = logging.getLogger("cwltool")
     cwl_logger.addFilter(ended)
-    executor = SingleJobExecutor()
+    executor = _executor()()
     try:
         outputs, status = executor.execute(process, sharing_lists(inputs), ctx, logger=cwl_logger)
         if ctx.move_outputs == "leave" and outputs is not None:
@@ -73,6 +77,36 @@ def run_process(process: Any, inputs: dict[str, Any], work_dir: str, settings: R
         how = f"its command {ended.how}, status {status}" if ended.how else f"status {status}"
         raise CWLToolError(f"{process.tool.get('id')} failed: {how}")
     return cast(dict[str, Any], outputs)
+
+
+def _first_given(path: str, make: Any) -> Any:
+    """cwltool's create_outdir giving ``path`` the first time (when cwltool's executor makes
+    the job's output directory), then new ones as before (a job script's directory)."""
+    given = [path]
+
+    def create_outdir() -> str:
+        return given.pop() if given else str(make())
+
+    return create_outdir
+
+
+@functools.cache
+def _executor() -> Any:
+    """cwltool's executor for one invocation, without cwltool's MutationManager for a tool
+    that updates no input in place. The manager guards in-place updates against concurrent
+    readers across a workflow's steps; for one invocation (its inputs private copies, a new
+    manager each time) it only records each input as read, a deep copy and a walk of every
+    input File (seconds for a gather of thousands), and marks each output with a generation
+    number that no later step of flow checks."""
+    from cwltool.executors import SingleJobExecutor
+
+    class Executor(SingleJobExecutor):
+        def run_jobs(self, process: Any, job_order_object: Any, logger: Any, runtime_context: Any) -> None:
+            if process.get_requirement("InplaceUpdateRequirement")[0] is None:
+                runtime_context.mutation_manager = None
+            super().run_jobs(process, job_order_object, logger, runtime_context)
+
+    return Executor
 
 
 def _settle_outputs(outputs: Any, output_dirs: Iterable[str], ctx: Any) -> Any:
@@ -102,13 +136,17 @@ def _plain_output(obj: dict[str, Any], dirs: tuple[str, ...]) -> bool:
     return path.startswith(dirs) and not os.path.islink(path)
 
 
+#: The start of the name of the output directory cwltool makes for a tool in its job's directory.
+OUTDIR_NAME = "outtmp"
+
+
 def _runtime_context(process: Any, work_dir: str, settings: RunSettings, prefix: str) -> Any:
     from cwltool.context import RuntimeContext
 
     ctx = RuntimeContext()
     ctx.basedir = work_dir
     ctx.tmpdir_prefix = settings.tmpdir_prefix or os.path.join(work_dir, f"{prefix}tmp")
-    ctx.tmp_outdir_prefix = settings.tmp_outdir_prefix or os.path.join(work_dir, f"{prefix}outtmp")
+    ctx.tmp_outdir_prefix = settings.tmp_outdir_prefix or os.path.join(work_dir, f"{prefix}{OUTDIR_NAME}")
     ctx.stagedir = os.path.join(work_dir, f"{prefix}stage")
     ctx.use_container = settings.container is not None
     ctx.podman = settings.container == "podman"

@@ -91,14 +91,16 @@ def record_invocation(fileStore: FileStore, name: str, ref: adapter.ToolRef, sta
 
 
 def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore: FileStore, work: str,
-             inplace: bool, prefix: str = "", tmpdir: str | None = None) -> Any:
+             inplace: bool, prefix: str = "", tmpdir: str | None = None, outdir: str | None = None) -> Any:
     """One tool invocation in ``work`` (its entries there named ``prefix``..., its $TMPDIR
-    ``tmpdir`` if given): inputs staged from the file store, cwltool run, outputs checked and
-    stored. Returns the output object with flowfile:/flowdir: locations."""
+    ``tmpdir`` and output directory ``outdir`` if given): inputs staged from the file store,
+    cwltool run, outputs checked and stored. Returns the output object with flowfile:/flowdir:
+    locations."""
     stage = staging.Materializer(fileStore, os.path.join(work, f"{prefix}inputs"), mutable=inplace,
                                  restaged=adapter.process_class(process) == "CommandLineTool"
                                  and settings.container is not None)
-    outputs = adapter_run.run_process(process, stage(inputs), work, settings, prefix, tmpdir)
+    roots = tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir, outdir)
+    outputs = adapter_run.run_process(process, stage(inputs), work, settings, prefix, tmpdir, outdir, roots)
     try:
         fileStore.check_read_files()
     except ChangedReadFileError as exc:
@@ -114,9 +116,12 @@ def run_tool(process: Any, inputs: Any, settings: adapter.RunSettings, fileStore
         staging.write_back(stage)
     for param in process.tool["outputs"]:  # every declared output, null when absent
         outputs.setdefault(adapter.shortname(param["id"]), None)
-    roots = tool_roots(work, (settings.tmpdir_prefix, settings.tmp_outdir_prefix), prefix, tmpdir)
     staging.refuse_outside(outputs, roots)
-    return staging.store_outputs(outputs, fileStore, roots)
+    # The outputs the tool left in its own output directory are moved into the store (as
+    # cwltool moves them to their final place): no copy, no new file, nothing to remove later.
+    movable = frozenset[str]() if inplace or settings.tmp_outdir_prefix is not None else staging.movable_outputs(
+        outputs, outdir.rstrip(os.sep) + os.sep if outdir else os.path.join(work, f"{prefix}{adapter_run.OUTDIR_NAME}"))
+    return staging.store_outputs(outputs, fileStore, movable)
 
 
 #: The most scattered invocations one :class:`CWLBatch` runs, one after the other.
@@ -174,16 +179,17 @@ class CWLBatch(Job):
         done = {index: json.loads(payload) for index, payload in log.finished().items()}
         results = []
         work = fileStore.getLocalTempDir()  # shared: each invocation's entries named "<index>-..."
-        tmpdir = None
+        tmpdir = outdir = None
         for index, one in enumerate(self.inputs):
             if index in done:
                 results.append(done[index])
                 continue
             # Left to the janitor with the job's scratch: removing each invocation's
             # directories one by one costs more than the tool (rmdir is slow under load).
-            tmpdir = _tool_tmpdir(tmpdir, work, self.settings)
+            tmpdir = _tool_dir(tmpdir, work, self.settings, self.settings.tmpdir_prefix, "tmp-")
+            outdir = _tool_dir(outdir, work, self.settings, self.settings.tmp_outdir_prefix, "out-")
             started = _now()
-            outputs = run_tool(process, one, self.settings, fileStore, work, False, f"{index}-", tmpdir)
+            outputs = run_tool(process, one, self.settings, fileStore, work, False, f"{index}-", tmpdir, outdir)
             record_invocation(fileStore, PROVENANCE_RECORD.format(f"{self.jobStoreID}-{index}"), self.ref,
                               started, one, outputs)
             log.add(index, json.dumps(outputs, separators=(",", ":")).encode())
@@ -191,11 +197,13 @@ class CWLBatch(Job):
         return results
 
 
-def _tool_tmpdir(previous: str | None, work: str, settings: adapter.RunSettings) -> str | None:
-    """The $TMPDIR for a batch's next tool run on the host: the previous one's again when that
-    tool left it empty (and usable), else a new one; None (cwltool makes it) under a user's
-    --tmpdir-prefix, where cwltool removes it after each run."""
-    if settings.tmpdir_prefix is not None or settings.container is not None:
+def _tool_dir(previous: str | None, work: str, settings: adapter.RunSettings, user_prefix: str | None,
+              name: str) -> str | None:
+    """The $TMPDIR (or output directory) for a batch's next tool run on the host: the previous
+    one's again when that tool left it empty (and usable; its outputs were moved into the
+    store), else a new one; None (cwltool makes it) under a user's --tmpdir-prefix (or
+    --tmp-outdir-prefix), where cwltool removes it after each run."""
+    if user_prefix is not None or settings.container is not None:
         return None
     if previous is not None:
         try:
@@ -205,5 +213,5 @@ def _tool_tmpdir(previous: str | None, work: str, settings: adapter.RunSettings)
                 return previous
         except OSError:
             pass
-    return tempfile.mkdtemp(prefix="tmp-", dir=work)
+    return tempfile.mkdtemp(prefix=name, dir=work)
 

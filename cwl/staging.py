@@ -14,13 +14,14 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 from flow.core.filestore import FileStore
 from flow.cwl.adapter import CWLError, CWLToolError
-from flow.cwl.values import outside_roots, resolve_in_roots, walk_files
+from flow.cwl.values import outside_roots, walk_files
 from flow.jobstores.abstract import JobStore
 
 FLOW_FILE = "flowfile:"
@@ -221,56 +222,82 @@ def write_back(materializer: Materializer) -> None:
             file_store.updateGlobalFile(manifest_id, scratch)
 
 
-def store_outputs(value: Any, file_store: FileStore, movable: tuple[str, ...] = ()) -> Any:
-    """Write every local File/Directory in a tool's output object into the file store. A file
-    whose real path lies under ``movable`` (the tool's own directories, see
-    :func:`flow.cwl.values.tool_roots`, which the step owns and removes afterwards) is moved
-    into the store rather than copied, as cwltool moves outputs into its output directory: a
-    large output is then never copied on its way to the next step. A path two outputs share
-    is stored once."""
-    return _OutputStorer(file_store, movable).store(value)
+def store_outputs(value: Any, file_store: FileStore, movable: frozenset[str] = frozenset()) -> Any:
+    """Write every local File/Directory in a tool's output object into the file store; the
+    files at ``movable`` paths (see :func:`movable_outputs`) are moved there, not copied."""
+    if isinstance(value, list):
+        return [store_outputs(item, file_store, movable) for item in value]
+    if not isinstance(value, dict):
+        return value
+    kind = value.get("class")
+    if kind not in ("File", "Directory"):
+        return {k: store_outputs(v, file_store, movable) for k, v in value.items()}
+    out = dict(value)
+    path = local_path(str(out.get("location", ""))) if out.get("location") else None
+    if kind == "File" and path is not None and not out["location"].startswith(FLOW_FILE):
+        store = file_store.moveGlobalFile if path in movable else file_store.writeGlobalFile
+        out["location"] = FLOW_FILE + store(path)
+        out.pop("path", None)
+    elif kind == "Directory" and path is not None and not out["location"].startswith(FLOW_DIR):
+        out["listing"] = [
+            store_outputs(_entry(os.path.join(path, name)), file_store) for name in sorted(os.listdir(path))
+        ]
+        with file_store.writeGlobalFileStream(basename=".manifest") as (stream, manifest_id):
+            stream.write(manifest(out))
+        out["location"] = FLOW_DIR + manifest_id
+        out.pop("path", None)
+    elif kind == "Directory" and out.get("listing"):
+        out["listing"] = store_outputs(out["listing"], file_store)
+    if out.get("secondaryFiles"):
+        out["secondaryFiles"] = store_outputs(out["secondaryFiles"], file_store)
+    return out
 
 
-class _OutputStorer:
-    def __init__(self, file_store: FileStore, movable: tuple[str, ...]) -> None:
-        self.file_store = file_store
-        self.movable = movable
-        self.stored: dict[str, str] = {}  # real path -> its flowfile: location
+def movable_outputs(outputs: Any, outdir: str) -> frozenset[str]:
+    """The paths of a finished tool's output Files that may be moved into the file store
+    instead of copied: plain files (not symlinks, no other hard link) in the tool's own output
+    directory ``outdir`` (whose path starts each of them: a directory, or cwltool's prefix of
+    one), each output once, in no Directory output and no secondaryFiles (each path stored once
+    with one id, as a copy would be). cwltool itself moves its outputs out of that directory."""
+    paths: dict[str, int] = {}
+    dirs: list[str] = []
+    top = set()
+    for depth, obj in _files_with_depth(outputs, 0):
+        path = local_path(str(obj.get("location", ""))) if obj.get("location") else None
+        if path is None:
+            continue
+        paths[path] = paths.get(path, 0) + 1
+        if obj.get("class") == "Directory":
+            dirs.append(path.rstrip(os.sep) + os.sep)
+        elif depth == 0:
+            top.add(path)
+    movable = set()
+    for path in top:
+        if paths[path] != 1 or not path.startswith(outdir) or any(path.startswith(d) for d in dirs):
+            continue
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            movable.add(path)
+    return frozenset(movable)
 
-    def store(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self.store(item) for item in value]
-        if not isinstance(value, dict):
-            return value
-        kind = value.get("class")
-        if kind not in ("File", "Directory"):
-            return {k: self.store(v) for k, v in value.items()}
-        out = dict(value)
-        path = local_path(str(out.get("location", ""))) if out.get("location") else None
-        if kind == "File" and path is not None and not out["location"].startswith(FLOW_FILE):
-            out["location"] = self._file(path)
-            out.pop("path", None)
-        elif kind == "Directory" and path is not None and not out["location"].startswith(FLOW_DIR):
-            out["listing"] = [self.store(_entry(os.path.join(path, name))) for name in sorted(os.listdir(path))]
-            with self.file_store.writeGlobalFileStream(basename=".manifest") as (stream, manifest_id):
-                stream.write(manifest(out))
-            out["location"] = FLOW_DIR + manifest_id
-            out.pop("path", None)
-        elif kind == "Directory" and out.get("listing"):
-            out["listing"] = self.store(out["listing"])
-        if out.get("secondaryFiles"):
-            out["secondaryFiles"] = self.store(out["secondaryFiles"])
-        return out
 
-    def _file(self, path: str) -> str:
-        real, inside = resolve_in_roots(path, self.movable) if self.movable else (os.path.realpath(path), False)
-        if real not in self.stored:
-            # only a path that is itself the file (no symlink to it) is moved: a link's target
-            # may be what another output or the user names
-            move = inside and real == os.path.abspath(path)
-            store = self.file_store.moveGlobalFile if move else self.file_store.writeGlobalFile
-            self.stored[real] = FLOW_FILE + store(path)
-        return self.stored[real]
+def _files_with_depth(value: Any, depth: int) -> Any:
+    """(depth, obj) of every File and Directory in an output object; depth 0 for those that
+    are themselves outputs (or items of one), more for secondaryFiles and listings."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _files_with_depth(item, depth)
+    elif isinstance(value, dict):
+        if value.get("class") in ("File", "Directory"):
+            yield depth, value
+            for key in ("secondaryFiles", "listing"):
+                yield from _files_with_depth(value.get(key) or [], depth + 1)
+        else:
+            for item in value.values():
+                yield from _files_with_depth(item, depth)
 
 
 def refuse_outside(outputs: dict[str, Any], roots: tuple[str, ...]) -> None:

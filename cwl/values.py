@@ -34,13 +34,13 @@ def plain(value: Any) -> Any:
 
 
 def tool_roots(work_dir: str, prefixes: Iterable[str | None], name_prefix: str = "",
-               tmpdir: str | None = None) -> tuple[str, ...]:
+               tmpdir: str | None = None, outdir: str | None = None) -> tuple[str, ...]:
     """The real paths a tool's outputs may lie under: the job's directory (only its entries
     whose names start with ``name_prefix`` when invocations share it), the tool's ``tmpdir``
-    when it was given one, and cwltool's directories under the user's ``--tmpdir-prefix`` /
-    ``--tmp-outdir-prefix`` (prefixes of names, as cwltool makes them with mkdtemp)."""
+    and ``outdir`` when it was given them, and cwltool's directories under the user's
+    ``--tmpdir-prefix`` / ``--tmp-outdir-prefix`` (prefixes of names, as cwltool makes them)."""
     real = [os.path.join(os.path.realpath(os.path.dirname(p) or "."), os.path.basename(p)) for p in prefixes if p]
-    given = [os.path.realpath(tmpdir) + os.sep] if tmpdir else []
+    given = [os.path.realpath(d) + os.sep for d in (tmpdir, outdir) if d]
     return (os.path.realpath(work_dir) + os.sep + name_prefix, *given, *real)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import IO
 
 
@@ -216,12 +216,14 @@ class JobStore(abc.ABC):
     def move_file(self, local_path: str, job_id: str | None = None) -> str:
         """Store a local file that its writer has finished with, and remove ``local_path``;
         return the new file id. For outputs a job made and will not touch again (a CWL tool's
-        output files): a store may take the file itself instead of copying it, when no other
-        path names the same inode, so nothing outside the store can change it afterwards.
-        This default copies (``write_file``), then removes the path.
+        or WDL task's output files): a store may take the file itself instead of copying it,
+        when no other path names the same inode and no process holds it open, so nothing
+        outside the store can change it afterwards. This default copies (``write_file``), then
+        removes the path; a copy whose original cannot be removed keeps the original.
         """
         file_id = self.write_file(local_path, job_id)
-        os.unlink(local_path)
+        with suppress(OSError):
+            os.unlink(local_path)
         return file_id
 
     @abc.abstractmethod

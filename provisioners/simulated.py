@@ -341,23 +341,26 @@ class _Run:
             self.queue.append(i)
 
     def _place(self) -> None:
-        """First fit, in queue order, on ready nodes that are not draining. Non-preemptible jobs
-        go first. Preemptible jobs run on preemptible nodes and, only while the preemptible market
-        is short (what --preemptibleCompensation buys non-preemptible nodes for), on the room
-        left on the others."""
+        """Each queued job, in queue order (non-preemptible jobs first), on the ready node not
+        draining that holds it and is the most allocated (fewest free cores, then memory): the
+        best fit of Slurm's select/cons_tres, which packs a node before starting on an emptier
+        one (first fit in launch order, as before, left the batch system's choice to the order
+        nodes came up in). Preemptible jobs run on preemptible nodes first (as a lower Slurm
+        node weight) and, only while the preemptible market is short (what
+        --preemptibleCompensation buys non-preemptible nodes for), on the room left on the
+        others."""
         nodes = self.c.ready_nodes()
         if not nodes or not self.queue:
             return
-        spot_first = sorted((n for n in nodes if self.c.spot_short or n.node_type.preemptible),
-                            key=lambda n: not n.node_type.preemptible)
+        spot_ok = [n for n in nodes if self.c.spot_short or n.node_type.preemptible]
         jobs = self.jobs
         left = []
         for i in [i for i in self.queue if not jobs[i].request.preemptible] + \
                  [i for i in self.queue if jobs[i].request.preemptible]:
             r = jobs[i].request
-            node = next((n for n in (spot_first if r.preemptible else nodes) if n.cores >= r.cores - 1e-9
-                         and n.memory >= r.memory and n.disk >= r.disk
-                         and (r.preemptible or not n.node_type.preemptible)), None)
+            fits = [n for n in (spot_ok if r.preemptible else nodes) if n.cores >= r.cores - 1e-9
+                    and n.memory >= r.memory and n.disk >= r.disk and (r.preemptible or not n.node_type.preemptible)]
+            node = min(fits, key=lambda n: (not n.node_type.preemptible, n.cores, n.memory), default=None)
             if node is None:
                 left.append(i)
                 continue

@@ -350,6 +350,32 @@ def test_write_file_copies(store: JobStore, local: Path, change: str) -> None:
     assert store.file_size(file_id) == len(b"original")
 
 
+def test_move_file_takes_the_file_over(store: JobStore, local: Path) -> None:
+    """move_file stores the file under a new id (its base name kept) and the local path is
+    gone: nothing written there afterwards reaches the stored file."""
+    data = os.urandom(70_000)
+    path = local / "out put.txt"
+    path.write_bytes(data)
+    file_id = store.move_file(str(path))
+    assert file_id.endswith("out put.txt") and not path.exists()
+    assert _stored(store, file_id) == data and store.file_size(file_id) == len(data)
+    path.write_bytes(b"a new file at the old path")
+    assert _stored(store, file_id) == data
+    copy = local / "copy.txt"
+    store.read_file(file_id, str(copy))
+    assert copy.read_bytes() == data
+    with copy.open("ab") as f:
+        f.write(b"changed copy")
+    assert _stored(store, file_id) == data
+    path.write_bytes(b"same name, second file")
+    assert store.move_file(str(path)) != file_id
+
+
+def test_move_file_of_a_missing_file_fails(store: JobStore, local: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        store.move_file(str(local / "missing.txt"))
+
+
 def test_read_file_is_an_independent_copy(store: JobStore, local: Path) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)  # more than one copy chunk
     file_id = _put(store, local, "src.bin", data)

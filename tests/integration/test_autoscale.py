@@ -292,3 +292,46 @@ def test_the_leader_releases_a_drained_node_when_its_job_ends_not_a_round_later(
     finally:
         scaling.shutdown()
     assert cluster.nodes() == []
+
+
+# ---- the leader hands the scaler each job's issue time (--targetDeadline) -------------------------
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _fan(job: Any, n: int, seconds: float) -> None:
+    for _ in range(n):
+        job.addChildFn(_sleep, seconds, cores=1, memory="50M")
+
+
+def test_the_leader_hands_the_scaler_how_long_each_job_has_been_issued(
+        options: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--targetDeadline counts --targetTime from when each job was issued, so the real leader
+    (local batch system on one core: of three one-core children, two wait in its queue) must
+    hand the scaler each job's time since issue, round after round. The directory provisioner;
+    the scaler's tick is wrapped to keep what it was given, and runs as ever."""
+    from flow.core.job import Job
+    from flow.provisioners.contract import WorkItem
+    from flow.provisioners.scaler import ClusterScaler
+
+    rounds: list[tuple[bool, list[WorkItem]]] = []
+    real_tick = ClusterScaler.tick
+
+    def tick(self: ClusterScaler, work: Any) -> Any:
+        rounds.append((self.params.deadline, list(work)))
+        return real_tick(self, work)
+
+    monkeypatch.setattr(ClusterScaler, "tick", tick)
+    monkeypatch.setenv("FLOW_NODE_DIRECTORY", str(tmp_path / "nodes"))
+    options.provisioner, options.nodeTypes, options.maxNodes = "directory", "n:1/4G", "3"
+    options.scaleInterval, options.targetDeadline, options.maxCores = 0.1, True, 1
+    Job.Runner.startFlow(Job.wrapJobFn(_fan, 3, 1.0, cores=0.1, memory="50M"), options)
+    items = [item for _, work in rounds for item in work]
+    assert rounds and all(deadline for deadline, _ in rounds)
+    # a child that waited in the queue was seen waiting for most of a second
+    assert max(i.issued_for for i in items if i.running_for is None) >= 0.5
+    # a running job was issued no later than it started
+    running = [i for i in items if i.running_for is not None]
+    assert running and all(i.issued_for + 0.05 >= (i.running_for or 0.0) for i in running)
+    assert _nodes(tmp_path) == []

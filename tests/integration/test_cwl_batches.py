@@ -178,3 +178,46 @@ def test_restart_runs_only_the_unfinished_invocations_of_a_batch(docs: Path, tmp
     assert [Path(f["path"]).read_text() for f in out] == [f"{w}\n" for w in words]
     ran = Path(f"{marker}.log").read_text().splitlines()
     assert sorted(ran) == sorted(words), "an invocation ran twice, or never"
+
+
+LISTING = """
+cwlVersion: v1.2
+class: Workflow
+requirements: {ScatterFeatureRequirement: {}}
+inputs:
+  words: string[]
+outputs:
+  seen: {type: 'File[]', outputSource: look/seen}
+  made: {type: 'File[]', outputSource: look/made}
+steps:
+  look:
+    run:
+      class: CommandLineTool
+      inputs: {word: string}
+      baseCommand: [sh, -c, 'ls > "$0.seen"; echo "$0" > "$0.made"; test "$0" = keep && touch left-behind; true']
+      arguments: [$(inputs.word)]
+      outputs:
+        seen: {type: File, outputBinding: {glob: '*.seen'}}
+        made: {type: File, outputBinding: {glob: $(inputs.word).made}}
+    scatter: word
+    in: {word: words}
+    out: [seen, made]
+"""
+
+
+def test_each_invocation_of_a_batch_starts_in_an_empty_output_directory(tmp_path: Path) -> None:
+    """Invocations of one batch share directories where that cannot show (an output directory
+    the previous tool left empty once its outputs were stored): each sees only its own files,
+    also after a tool that left a file behind, and its outputs arrive whole."""
+    (tmp_path / "wf.cwl").write_text(textwrap.dedent(LISTING))
+    words = ["one", "keep", "two", "three", "four"]
+    (tmp_path / "job.json").write_text(json.dumps({"words": words}))
+    result = subprocess.run(
+        [sys.executable, "-m", "flow.cwl.main", "--noProgress", "--no-container", "--outdir", "out",
+         "wf.cwl", "job.json"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "FLOW_CWL_BATCH_SIZE": str(len(words))})
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert [Path(f["path"]).read_text() for f in out["seen"]] == [f"{w}.seen\n" for w in words]
+    assert [Path(f["path"]).read_text() for f in out["made"]] == [f"{w}\n" for w in words]
+    assert [f["size"] for f in out["made"]] == [len(w) + 1 for w in words]
