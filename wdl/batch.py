@@ -11,9 +11,12 @@ Calls share a batch only when they ask for the same cores, memory, disk and retr
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import math
 import os
 import pickle
+import stat
 
 from flow.core.filestore import FileStore
 from flow.core.steplog import StepLog
@@ -63,11 +66,11 @@ class WDLTaskBatch(CallJob):
 
     def run(self, fileStore: FileStore) -> list[PackedValues]:
         results = []
-        # The calls run one after the other in one task folder: when a call ends, everything
-        # it has there (its working directory, stdout, stderr, inputs, write_* files) is moved
-        # aside, so that the next finds the folder as a fresh one, but for its command file,
-        # which it rewrites. A folder and a file fewer per call than a folder each: each costs
-        # as much as running a small command on some file systems.
+        # The calls run one after the other in one task folder, which each finds as a fresh one
+        # (but for its command file, which it rewrites): see _clear_for_next. A folder and a
+        # file fewer per call than a folder each, and most calls make no new file there at all:
+        # each file made (and later removed) costs as much as running a small command on some
+        # file systems.
         root = os.path.join(fileStore.localTempDir, "call")
         aside = os.path.join(fileStore.localTempDir, "done")
         os.mkdir(root)
@@ -81,7 +84,7 @@ class WDLTaskBatch(CallJob):
                     done = run_call(self.ref, inputs, label, self.namespace, self.settings, fileStore,
                                     TaskDirs(root), f"{self.jobStoreID}-{index}")
                 finally:
-                    _set_aside(root, aside, index)
+                    _clear_for_next(TaskDirs(root), aside, index)
                 log.add(index, pickle.dumps(dict(done)))
             results.append(done)
         return results
@@ -96,6 +99,55 @@ def _outputs(raw: bytes | None) -> PackedValues | None:
         return PackedValues(pickle.loads(raw))
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError):
         return None
+
+def _clear_for_next(dirs: TaskDirs, aside: str, index: int) -> None:
+    """Leave ``dirs`` as a fresh task folder for the next call: as it is, when the call left
+    only an empty working directory and stdout and stderr that no process holds open (the next
+    call's command truncates them); else moved aside (:func:`_set_aside`).
+
+    A process the command left running holds its stdout and stderr (it inherits them), unless
+    it redirected both: kept, they would take its later output into the next call's files; and
+    a file it makes in the working directory would not leave that empty. Each costs a folder
+    and two files made, then removed, per call, on ext4 without a journal a scan of every inode
+    removed in the last minutes at each file made: most of a short call's time."""
+    with os.scandir(dirs.root) as entries:
+        found = {entry.name: entry.is_dir(follow_symlinks=False) for entry in entries}
+    reusable = set(found) <= _FRESH and found.get("work", False)  # a folder, not a link
+    if reusable:
+        with os.scandir(dirs.work) as entries:
+            reusable = not any(True for _ in entries)
+    if reusable:
+        reusable = all(_unshared(path) for path in (dirs.stdout, dirs.stderr))
+    if not reusable:
+        _set_aside(dirs.root, aside, index)
+
+
+#: What a task folder holds after a call that made nothing but its output in stdout, stderr.
+_FRESH = frozenset({"command", "work", "stdout.txt", "stderr.txt"})
+
+
+def _unshared(path: str) -> bool:
+    """Whether no process has ``path`` open: Linux grants a write lease only then. False where
+    leases are not granted at all (a network file system: then the folder is moved aside)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO: no wait
+    except FileNotFoundError:  # the command removed it; the next call makes it again
+        return True
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EBUSY, errno.EINVAL, errno.ENOLCK, errno.EACCES):
+            raise
+        return False
+    finally:
+        os.close(fd)
+
 
 def _set_aside(root: str, aside: str, index: int) -> None:
     """Move what call ``index`` left in ``root`` (all but the command file) into ``aside``, its

@@ -184,7 +184,7 @@ def run_call(ref: adapter.ExeRef, inputs: adapter.Values, label: str, namespace:
 
 def _run(ref: adapter.ExeRef, given: adapter.Values, settings: RunSettings, fileStore: FileStore,
          dirs: TaskDirs, token: str) -> adapter.Values:
-    os.mkdir(dirs.work)
+    os.makedirs(dirs.work, exist_ok=True)  # left empty by a batch's previous call
     localizer = files.Localizer(fileStore, dirs.inputs)
     task = adapter.TaskContext(ref, dirs)
     inputs = adapter.map_paths(given, localizer)

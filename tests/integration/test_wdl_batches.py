@@ -169,3 +169,44 @@ def test_restart_runs_only_the_unfinished_calls_of_a_batch(tmp_path: Path) -> No
     assert json.loads(resumed.stdout)["resume.out"] == words
     ran = Path(f"{marker}.log").read_text().splitlines()
     assert sorted(ran) == sorted(words), "a call ran twice, or never"
+
+
+#: Even calls leave a process writing to their stdout after they end, calls 3 and 6 leave a file
+#: in their working directory; the next call (0.4 s long) lists the working directory it found
+#: on stderr.
+LEFTOVERS = """
+version 1.1
+workflow leave {
+  input { Array[Int] ns }
+  scatter (n in ns) {
+    call step { input: n = n }
+  }
+  output { Array[String] outs = step.out  Array[String] found = step.found }
+}
+task step {
+  input { Int n }
+  command <<<
+    ls -A >&2
+    if [ $(( ~{n} % 2 )) -eq 0 ]; then (sleep 0.2; echo late; echo late >&2) & fi
+    if [ $(( ~{n} % 3 )) -eq 0 ]; then echo left > left.txt; fi
+    if [ $(( ~{n} % 2 )) -eq 1 ]; then sleep 0.4; fi
+    echo ~{n}
+  >>>
+  output { String out = read_string(stdout())  String found = read_string(stderr()) }
+}
+"""
+
+
+def test_each_call_of_a_batch_finds_a_fresh_folder(tmp_path: Path) -> None:
+    """A call never sees what an earlier call of its batch left: files in the working directory,
+    nor the later output of a process it left running (the folder is kept for the next call
+    only when nothing holds it)."""
+    (tmp_path / "l.wdl").write_text(LEFTOVERS)
+    ns = list(range(9))
+    (tmp_path / "in.json").write_text(json.dumps({"leave.ns": ns}))
+    result = flow_wdl(["l.wdl", "in.json", "--maxCores", "1", "-o", "out"], tmp_path,
+                      {"FLOW_WDL_BATCH_SIZE": "9"})
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)
+    assert outputs["leave.outs"] == [str(n) for n in ns]
+    assert outputs["leave.found"] == ["" for _ in ns]
