@@ -67,10 +67,8 @@ class WDLTaskBatch(CallJob):
     def run(self, fileStore: FileStore) -> list[PackedValues]:
         results = []
         # The calls run one after the other in one task folder, which each finds as a fresh one
-        # (but for its command file, which it rewrites): see _clear_for_next. A folder and a
-        # file fewer per call than a folder each, and most calls make no new file there at all:
-        # each file made (and later removed) costs as much as running a small command on some
-        # file systems.
+        # (but for its command file, which it rewrites): see _clear_for_next. Each file made
+        # (and later removed) costs as much as running a small command on some file systems.
         root = os.path.join(fileStore.localTempDir, "call")
         aside = os.path.join(fileStore.localTempDir, "done")
         os.mkdir(root)
@@ -101,50 +99,59 @@ def _outputs(raw: bytes | None) -> PackedValues | None:
         return None
 
 def _clear_for_next(dirs: TaskDirs, aside: str, index: int) -> None:
-    """Leave ``dirs`` as a fresh task folder for the next call: as it is, when the call left
-    only an empty working directory and stdout and stderr that no process holds open (the next
-    call's command truncates them); else moved aside (:func:`_set_aside`).
+    """Leave ``dirs`` as a fresh task folder for the next call, making as few files as can be:
+    its empty working directory and empty stdout and stderr are kept when the call left no
+    process holding them and nothing else there; stdout and stderr with content are moved
+    aside (:func:`_set_aside`), and so is everything when the call left more.
 
     A process the command left running holds its stdout and stderr (it inherits them), unless
     it redirected both: kept, they would take its later output into the next call's files; and
-    a file it makes in the working directory would not leave that empty. Each costs a folder
-    and two files made, then removed, per call, on ext4 without a journal a scan of every inode
-    removed in the last minutes at each file made: most of a short call's time."""
+    a file it makes in the working directory would not leave that empty. A file with content
+    is not emptied for the next call: on ext4 (``auto_da_alloc``) a file cut to nothing is
+    written out to the disk at its next close, which costs more than a new one. Each file made
+    and later removed costs, on ext4 without a journal, a scan of every inode removed nearby in
+    the last minutes: most of a short call's time when a folder and two files were made anew
+    for every call."""
     with os.scandir(dirs.root) as entries:
         found = {entry.name: entry.is_dir(follow_symlinks=False) for entry in entries}
-    reusable = set(found) <= _FRESH and found.get("work", False)  # a folder, not a link
-    if reusable:
+    clean = set(found) <= _FRESH and found.get("work", False)  # a folder, not a link
+    if clean:
         with os.scandir(dirs.work) as entries:
-            reusable = not any(True for _ in entries)
-    if reusable:
-        reusable = all(_unshared(path) for path in (dirs.stdout, dirs.stderr))
-    if not reusable:
+            clean = not any(True for _ in entries)
+    sizes = [_size_if_unheld(path) for path in (dirs.stdout, dirs.stderr)] if clean else [None]
+    if None in sizes:
         _set_aside(dirs.root, aside, index)
+        return
+    for path, size in zip((dirs.stdout, dirs.stderr), sizes, strict=True):
+        if size:
+            os.rename(path, os.path.join(aside, f"{index}.{os.path.basename(path)}"))
 
 
 #: What a task folder holds after a call that made nothing but its output in stdout, stderr.
 _FRESH = frozenset({"command", "work", "stdout.txt", "stderr.txt"})
 
 
-def _unshared(path: str) -> bool:
-    """Whether no process has ``path`` open: Linux grants a write lease only then. False where
-    leases are not granted at all (a network file system: then the folder is moved aside)."""
+def _size_if_unheld(path: str) -> int | None:
+    """The size of the regular file ``path`` (0: there is none) if no process has it open,
+    else None: Linux grants a write lease only then. None too where leases are not granted at
+    all (a network file system: then the folder is moved aside)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO: no wait
     except FileNotFoundError:  # the command removed it; the next call makes it again
-        return True
+        return 0
     except OSError:
-        return False
+        return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-        return True
+        return st.st_size
     except OSError as exc:
         if exc.errno not in (errno.EAGAIN, errno.EBUSY, errno.EINVAL, errno.ENOLCK, errno.EACCES):
             raise
-        return False
+        return None
     finally:
         os.close(fd)
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from flow.core.exceptions import ChangedReadFileError, FlowError
 from flow.core.filestore import FileStore
@@ -228,12 +228,22 @@ def execute(command_file: str, dirs: TaskDirs, image: str | None, settings: RunS
     """Run the command file with bash in the working directory; its exit code."""
     argv = container_argv(settings.container, image, dirs, command_file) if image and settings.container \
         else [_bash(), command_file]
-    with open(dirs.stdout, "wb") as out, open(dirs.stderr, "wb") as err:
+    with _empty(dirs.stdout) as out, _empty(dirs.stderr) as err:
         try:
             return subprocess.run(argv, cwd=dirs.work, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=err, check=False).returncode
         except OSError as exc:
             raise WDLTaskError(f"cannot run {argv[0]}: {exc}") from None
+
+
+def _empty(path: str) -> IO[bytes]:
+    """``path`` open for writing, empty: made, or the empty file a batch's previous call left
+    (see flow.wdl.batch). Not opened with O_TRUNC: on ext4 (``auto_da_alloc``) a file cut to
+    nothing is written out to the disk when closed, which costs more than the command."""
+    handle = open(path, "ab")  # O_APPEND, as miniwdl runs a command: `>> ../stdout.txt`
+    if handle.tell():  # not left empty: only a caller other than a batch gets here
+        handle.truncate(0)
+    return handle
 
 
 @functools.lru_cache(maxsize=1)
