@@ -22,7 +22,8 @@ from flow.core.filestore import FileStore
 from flow.core.steplog import StepLog
 from flow.wdl import adapter
 from flow.wdl.packing import PackedValues
-from flow.wdl.task import CallJob, Needs, RunSettings, run_call
+from flow.wdl.shell import BatchShell
+from flow.wdl.task import CallJob, Needs, RunSettings, bash, run_call
 from flow.wdl.taskdirs import TaskDirs
 
 #: The most calls one batch runs, one after the other.
@@ -75,16 +76,17 @@ class WDLTaskBatch(CallJob):
         os.mkdir(aside)
         log = StepLog(fileStore.jobStore, f"wdl-batch-{self.jobStoreID}")
         finished = log.finished()
-        for index, (inputs, label) in enumerate(self.calls):
-            done = _outputs(finished.get(index))
-            if done is None:
-                try:
-                    done = run_call(self.ref, inputs, label, self.namespace, self.settings, fileStore,
-                                    TaskDirs(root), f"{self.jobStoreID}-{index}")
-                finally:
-                    _clear_for_next(TaskDirs(root), aside, index)
-                log.add(index, pickle.dumps(dict(done)))
-            results.append(done)
+        with BatchShell(bash()) as shell:
+            for index, (inputs, label) in enumerate(self.calls):
+                done = _outputs(finished.get(index))
+                if done is None:
+                    try:
+                        done = run_call(self.ref, inputs, label, self.namespace, self.settings,
+                                        fileStore, TaskDirs(root), f"{self.jobStoreID}-{index}", shell)
+                    finally:
+                        _clear_for_next(TaskDirs(root), aside, index)
+                    log.add(index, pickle.dumps(dict(done)))
+                results.append(done)
         return results
 
 

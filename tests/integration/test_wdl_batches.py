@@ -210,3 +210,50 @@ def test_each_call_of_a_batch_finds_a_fresh_folder(tmp_path: Path) -> None:
     outputs = json.loads(result.stdout)
     assert outputs["leave.outs"] == [str(n) for n in ns]
     assert outputs["leave.found"] == ["" for _ in ns]
+
+
+#: Each call reports what it found (an environment variable, a function, the shell's own loop
+#: variables, $0, its working directory, the bytes on its stdin), then leaves things behind for
+#: the next (an exported variable, a function, another directory); call 2 is killed by SIGKILL
+#: (accepted as exit status 137). pid prints $$.
+SHELL_STATE = """
+version 1.1
+workflow probe {
+  input { Array[Int] ns }
+  scatter (n in ns) {
+    call look { input: n = n }
+    call pid
+  }
+  output { Array[String] lines = look.line  Array[Int] pids = pid.id }
+}
+task look {
+  input { Int n }
+  command <<<
+    echo "${LEAK-none} $(type -t leaked || echo nofunc) [${w-}${o-}${e-}${c-}] $(basename "$0") $(basename "$PWD") $(wc -c)"
+    export LEAK=~{n}; leaked() { :; }; cd /
+    if [ ~{n} -eq 2 ]; then kill -9 $BASHPID; fi
+    exit ~{n}
+  >>>
+  runtime { returnCodes: [0, 1, 3, 137] }
+  output { String line = read_string(stdout()) }
+}
+task pid {
+  command <<< echo $$ >>>
+  output { Int id = read_int(stdout()) }
+}
+"""
+
+
+@pytest.mark.parametrize("batch", ["4", "1"])
+def test_calls_in_a_batch_run_as_in_a_bash_of_their_own(tmp_path: Path, batch: str) -> None:
+    """Batched (one bash for the batch, a subshell per call) or not: each call finds a fresh
+    shell in its working directory with nothing on stdin, and exits with its own status, 128 + 9
+    when killed by SIGKILL; a command naming $$ gets a process id of its own."""
+    (tmp_path / "p.wdl").write_text(SHELL_STATE)
+    ns = [0, 1, 2, 3]
+    (tmp_path / "in.json").write_text(json.dumps({"probe.ns": ns}))
+    result = flow_wdl(["p.wdl", "in.json", "--maxCores", "1"], tmp_path, {"FLOW_WDL_BATCH_SIZE": batch})
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)
+    assert outputs["probe.lines"] == ["none nofunc [] command work 0"] * len(ns)
+    assert len(set(outputs["probe.pids"])) == len(ns)
