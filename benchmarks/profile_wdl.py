@@ -18,7 +18,8 @@ workers' CPU time. The stages:
 - staging: a task's input files copied out of the file store
 - binding: input declarations, runtime section and command evaluated by miniwdl, the command
   file written
-- fork/exec: the command run with bash (its stdout and stderr files opened)
+- fork/exec: the command run with bash (its stdout and stderr files opened), or in a batch's
+  bash
 - outputs: output declarations evaluated, String paths turned into file URIs
 - file store writes: output files stored (``writeGlobalFile``) and the job's files committed
 - call records: a batch's record of each finished call, written and looked up (and the
@@ -109,11 +110,16 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
     _hook(worker, "_commit", "job records")
     _hook(worker, "_load_job", "job load")
     _hook(files.Localizer, "__call__", "staging")
+    if hasattr(files.Localizer, "materialize"):
+        _hook(files.Localizer, "materialize", "staging")
     _hook(adapter.TaskContext, "bind_inputs", "binding")
     _hook(adapter.TaskContext, "runtime", "binding")
     _hook(adapter.TaskContext, "command", "binding")
     _hook(task, "write_over", "binding")
     _hook(task, "execute", "fork/exec")
+    shell = _import_or_none("flow.wdl.shell")  # None before a batch's calls shared a bash
+    if shell is not None:
+        _hook(shell.BatchShell, "run", "fork/exec")
     if batch is not None:
         _hook(batch.WDLTaskBatch, "_finished", "call records")
         _hook(batch, "_set_aside", "scratch")

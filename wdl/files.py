@@ -15,6 +15,7 @@ host path passes between jobs, so the same run works on any batch system.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -207,6 +208,11 @@ class StoreFiles:
             handle.write(replace_uris(text, host))
 
 
+#: Files a task gets from the store, from which they are copied by COPY_THREADS threads.
+PARALLEL_COPIES = 16
+COPY_THREADS = 4
+
+
 class Localizer:
     """Materialises a task's input files under ``inputs_dir``: one folder per folder key, so
     sibling files stay side by side and files of the same name from different folders do not
@@ -220,16 +226,31 @@ class Localizer:
         self._folders: dict[tuple[str, str], str] = {}  # (folder key, basename) -> file id there
         self._made: set[str] = set()
         self._real_inputs: str | None = None
+        self._pending: list[tuple[str, str]] = []  # (target, file id) placed, not yet copied
 
     def __call__(self, value: str, is_directory: bool) -> str:
+        """Where ``value``'s file is for the task; it is there once :meth:`materialize` ran."""
         if is_directory:
             raise WDLFileError(f"Directory values are not supported: {value}")
         if value in self.by_uri:
             return self.by_uri[value]
         target, file_id = self._place(value)
         if file_id is not None:
-            self._copy(target, file_id)
+            self._pending.append((target, file_id))
         return target
+
+    def materialize(self) -> None:
+        """Copy the files placed since the last call to where they go: side by side when there
+        are many (a gather's thousands), as each copy mostly waits on the file system (its
+        folder and file made, the data copied) and the copies share nothing."""
+        pending, self._pending = self._pending, []
+        if len(pending) < PARALLEL_COPIES:
+            for target, file_id in pending:
+                self._copy(target, file_id)
+            return
+        with concurrent.futures.ThreadPoolExecutor(COPY_THREADS, "flow-wdl-staging") as pool:
+            # list(): the first failure is raised here, after the others ended
+            list(pool.map(lambda item: self._copy(*item), pending))
 
     def _place(self, value: str) -> tuple[str, str | None]:
         """Where ``value``'s file goes, remembered; and the file id to copy there (None: it is

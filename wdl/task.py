@@ -192,8 +192,10 @@ def _run(ref: adapter.ExeRef, given: adapter.Values, settings: RunSettings, file
     task = adapter.TaskContext(ref, dirs)
     inputs = adapter.map_paths(given, localizer)
     # A File that became a String (coerced, interpolated) names the file here too.
-    task.bind_inputs(adapter.map_strings(inputs, lambda text: files.replace_uris(
-        text, lambda uri: localizer(uri, False))))
+    inputs = adapter.map_strings(inputs, lambda text: files.replace_uris(
+        text, lambda uri: localizer(uri, False)))
+    localizer.materialize()
+    task.bind_inputs(inputs)
     runtime = task.runtime()
     command = task.command()
     write_over(dirs.command, command)
