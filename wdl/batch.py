@@ -16,6 +16,7 @@ import fcntl
 import math
 import os
 import pickle
+import signal
 import stat
 
 from flow.core.filestore import FileStore
@@ -147,6 +148,9 @@ def _size_if_unheld(path: str) -> int | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
+        # A process opening the file while we hold the lease waits for us to let go, and we
+        # get a signal: SIGIO by default, which would end the worker; SIGWINCH is ignored.
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGWINCH)
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
         fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
         return st.st_size
