@@ -11,17 +11,15 @@ Calls share a batch only when they ask for the same cores, memory, disk and retr
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import math
 import os
 import pickle
-import signal
 import stat
 
 from flow.core.filestore import FileStore
 from flow.core.steplog import StepLog
 from flow.wdl import adapter
+from flow.wdl.files import release_lease, try_lease
 from flow.wdl.packing import PackedValues
 from flow.wdl.shell import BatchShell
 from flow.wdl.task import CallJob, Needs, RunSettings, bash, run_call
@@ -146,18 +144,10 @@ def _size_if_unheld(path: str) -> int | None:
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or not try_lease(fd):
             return None
-        # A process opening the file while we hold the lease waits for us to let go, and we
-        # get a signal: SIGIO by default, which would end the worker; SIGWINCH is ignored.
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGWINCH)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        release_lease(fd)
         return st.st_size
-    except OSError as exc:
-        if exc.errno not in (errno.EAGAIN, errno.EBUSY, errno.EINVAL, errno.ENOLCK, errno.EACCES):
-            raise
-        return None
     finally:
         os.close(fd)
 

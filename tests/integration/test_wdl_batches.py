@@ -257,3 +257,49 @@ def test_calls_in_a_batch_run_as_in_a_bash_of_their_own(tmp_path: Path, batch: s
     outputs = json.loads(result.stdout)
     assert outputs["probe.lines"] == ["none nofunc [] command work 0"] * len(ns)
     assert len(set(outputs["probe.pids"])) == len(ns)
+
+
+#: Four outputs written "first", then (0.5 s after the task ended) appended to: through another
+#: name of the file (outside the task's folder), through a descriptor the task left open, and by its name again; read by a
+#: task that starts 1.5 s later.
+LATE_WRITES = """
+version 1.1
+workflow late {
+  input { String outside }
+  call make { input: outside = outside }
+  call pause { input: after = make.alone }
+  call later { input: files = [make.alone, make.linked, make.held, make.renamed], after = pause.done }
+  output { Array[String] seen = later.lines }
+}
+task make {
+  input { String outside }
+  command <<<
+    echo first > alone.txt
+    echo first > linked.txt; ln linked.txt "~{outside}/other-name.txt"
+    exec 3>> held.txt; echo first >&3
+    echo first > renamed.txt
+    (sleep 0.5; echo more >> "~{outside}/other-name.txt"; echo more >&3; echo more >> renamed.txt) > /dev/null 2>&1 &
+  >>>
+  output { File alone = "alone.txt"  File linked = "linked.txt"  File held = "held.txt"  File renamed = "renamed.txt" }
+}
+task pause {
+  input { File after }
+  command <<< sleep 1.5 >>>
+  output { Boolean done = true }
+}
+task later {
+  input { Array[File] files  Boolean after }
+  command <<< cat ~{sep(" ", files)} >>>
+  output { Array[String] lines = read_lines(stdout()) }
+}
+"""
+
+
+def test_a_stored_output_never_changes_with_what_the_task_left_running(tmp_path: Path) -> None:
+    """Output files are stored without a copy only where nothing else reaches them: a file with
+    another name, or one a process the task left running holds open, is copied; a process that
+    opens the name again later makes a new file. None of them changes what the next task reads."""
+    (tmp_path / "late.wdl").write_text(LATE_WRITES)
+    result = flow_wdl(["late.wdl", f"outside={tmp_path}", "--maxCores", "1", "-o", "out"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["late.seen"] == ["first"] * 4
