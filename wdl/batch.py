@@ -2,8 +2,9 @@
 
 A scatter of thousands of short calls as one job per call pays, per call, a job record written
 and read back, a scheduling round in the leader, a hand-off to a worker and a scratch directory
-removed. A batch pays those once for up to :data:`MAX_BATCH` calls; each call still runs exactly
-as a :class:`~flow.wdl.task.WDLTaskJob` would, in a folder of its own, and its outputs are
+removed. A batch pays those once for up to :data:`MAX_BATCH` calls; each call still runs as a
+:class:`~flow.wdl.task.WDLTaskJob` would, in a folder that is fresh for it (but for the command
+itself, run on the host in a subshell of the batch's bash: :mod:`flow.wdl.shell`), and its outputs are
 recorded in the job's step log (:mod:`flow.core.steplog`) once its files are in the store, so that a batch run again (after a
 failed call, a killed worker or leader, ``--restart``) runs only the calls that had not finished.
 Calls share a batch only when they ask for the same cores, memory, disk and retries.

@@ -9,7 +9,7 @@ the length of the name lets :func:`replace_uris` find the URI inside a String th
 path, never the URI.
 
 A job materialises its input files as private local copies (reflinks where possible) and stores its
-output files back; the leader imports the run's input files and exports the final outputs. No
+output files back (moved into the store where nothing else reaches them: :func:`take_over`); the leader imports the run's input files and exports the final outputs. No
 host path passes between jobs, so the same run works on any batch system.
 """
 
