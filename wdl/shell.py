@@ -9,7 +9,9 @@ command file read by bash (sourced by the subshell: ``$0`` names it as for a scr
 status that of the subshell (128 + N for a signal N, as a shell reports it).
 
 What a command can tell apart from a fresh bash: ``$$`` is the batch shell's process id, the
-same for every call of the batch, ``$BASH_SUBSHELL`` is 1 and ``$-`` holds ``c``. A command
+same for every call of the batch, ``$BASH_SUBSHELL`` is 1, ``$-`` holds ``c``, and ``return``
+outside a function ends the command (as in a sourced file) where a script reports an error and
+goes on; what ``$BASH_ENV`` names is read once for the batch. A command
 whose text names ``$$`` gets a bash of its own (:func:`shares_shell`), as it may name files
 by it; ``$BASHPID`` is each call's own process id either way.
 """
