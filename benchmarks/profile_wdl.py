@@ -18,18 +18,26 @@ workers' CPU time. The stages:
 - staging: a task's input files copied out of the file store
 - binding: input declarations, runtime section and command evaluated by miniwdl, the command
   file written
-- fork/exec: the command run with bash
+- fork/exec: the command run with bash (its stdout and stderr files opened), or in a batch's
+  bash
 - outputs: output declarations evaluated, String paths turned into file URIs
 - file store writes: output files stored (``writeGlobalFile``) and the job's files committed
 - call records: a batch's record of each finished call, written and looked up (and the
   leader's few shared records)
-- scratch: a batch's finished calls' folders moved aside
+- scratch: a batch's finished calls' folders checked and kept for the next call, or moved aside
 - leader reads: the leader reading the records of finished jobs
 - leader scheduling: the scheduler's steps and issuing jobs to the batch system
 - leader waiting for workers: the leader idle, waiting for a job to end
 - cleanup: the run's scratch space and the job store removed at the end
 - export: the outputs copied out of the job store at the end
 - other: everything else (the worker loop, the pool's pipes, interpreter start-up)
+
+The CPU line counts the leader, the workers, and the processes the workers ran and waited for
+(the tasks' bash, the scratch space's ``rm``): the stages above are wall time in the leader and
+workers only. On ext4 without a journal (this project's machines), a file or folder made costs
+kernel time that grows with the inodes removed nearby in the last minutes (``recently_deleted``
+in ``perf report``): it shows in the stages that make files (fork/exec, file store writes,
+staging) and in the system CPU time.
 """
 
 from __future__ import annotations
@@ -102,14 +110,20 @@ def install_hooks(out_dir: str, use_cprofile: bool) -> None:
     _hook(worker, "_commit", "job records")
     _hook(worker, "_load_job", "job load")
     _hook(files.Localizer, "__call__", "staging")
+    if hasattr(files.Localizer, "materialize"):
+        _hook(files.Localizer, "materialize", "staging")
     _hook(adapter.TaskContext, "bind_inputs", "binding")
     _hook(adapter.TaskContext, "runtime", "binding")
     _hook(adapter.TaskContext, "command", "binding")
     _hook(task, "write_over", "binding")
     _hook(task, "execute", "fork/exec")
+    shell = _import_or_none("flow.wdl.shell")  # None before a batch's calls shared a bash
+    if shell is not None:
+        _hook(shell.BatchShell, "run", "fork/exec")
     if batch is not None:
         _hook(batch.WDLTaskBatch, "_finished", "call records")
         _hook(batch, "_set_aside", "scratch")
+        _hook(batch, "_clear_for_next", "scratch")
     _hook(FileJobStore, "write_shared", "call records")
     _hook(FileJobStore, "append_shared", "call records")
     steplog = _import_or_none("flow.core.steplog")  # None before the step log
@@ -171,7 +185,8 @@ def _start_worker(use_cprofile: bool) -> None:
 def _dump(out_dir: str) -> None:
     """This process's totals (and profile) to ``out_dir`` (a worker: after every job)."""
     with open(os.path.join(out_dir, f"{os.getpid()}.json"), "w") as handle:
-        json.dump({"totals": _totals, "cpu": _cpu(resource.RUSAGE_SELF)}, handle)
+        json.dump({"totals": _totals, "cpu": _cpu(resource.RUSAGE_SELF),
+                   "children": _cpu(resource.RUSAGE_CHILDREN)}, handle)
     if _profile is not None:
         _profile.dump_stats(os.path.join(out_dir, f"{os.getpid()}.prof"))
 
@@ -216,7 +231,7 @@ def run(n: int, out_dir: str, work: str, use_cprofile: bool) -> tuple[float, str
 
 def report(n: int, wall: float, out_dir: str, top: int) -> None:
     totals: dict[str, float] = defaultdict(float)
-    workers_cpu = 0.0
+    workers_cpu = commands_cpu = 0.0
     for name in os.listdir(out_dir):
         if name.endswith(".json"):
             with open(os.path.join(out_dir, name)) as handle:
@@ -225,12 +240,14 @@ def report(n: int, wall: float, out_dir: str, top: int) -> None:
                 totals[stage] += seconds
             if name != f"{_owner}.json":
                 workers_cpu += data["cpu"]
+                commands_cpu += data.get("children", 0.0)
     leader_cpu = _cpu(resource.RUSAGE_SELF)
     print(f"n: {n} scattered tasks (+1 gather)")
     print(f"wall: {wall:.2f} s ({1000 * wall / n:.2f} ms per task); load average "
           f"{os.getloadavg()[0]:.2f}")
-    print(f"cpu: leader {leader_cpu:.2f} s, workers {workers_cpu:.2f} s "
-          f"({1000 * (leader_cpu + workers_cpu) / n:.2f} ms per task)")
+    total = leader_cpu + workers_cpu + commands_cpu
+    print(f"cpu: leader {leader_cpu:.2f} s, workers {workers_cpu:.2f} s, the workers' commands "
+          f"(bash, rm) {commands_cpu:.2f} s ({1000 * total / n:.2f} ms per task)")
     print("stage (exclusive, all processes): ms per task")
     # "worker total" and "leader total" hold what no other stage claimed
     totals["other (worker)"] = totals.pop("worker total", 0.0)

@@ -424,12 +424,13 @@ class FileJobStore(JobStore):
         return None if raw is None else raw.decode(errors="replace")
 
     # ---- atomic writes -------------------------------------------------------------------------
-    def _write_atomic(self, path: str, data: bytes = b"", copy_from: str | None = None) -> None:
-        """Write ``data`` (or a copy of the local file ``copy_from``) to ``path`` atomically.
+    def _write_atomic(self, path: str, data: bytes = b"", copy_from: str | IO[bytes] | None = None) -> None:
+        """Write ``data`` (or a copy of the local file ``copy_from``, a path or an open file
+        read from where it stands, left open) to ``path`` atomically.
 
         A failure of the store's own file system (no space, read-only, I/O error) is a
         JobStoreWriteError naming the item; one reading ``copy_from`` stays the OSError it is."""
-        src = None if copy_from is None else open(copy_from, "rb")
+        src = open(copy_from, "rb") if isinstance(copy_from, str) else copy_from
         try:
             self._write_tmp_and_replace(path, data, src)
         except JobStoreError:
@@ -437,7 +438,7 @@ class FileJobStore(JobStore):
         except OSError as exc:
             raise JobStoreWriteError(self.locator, os.path.relpath(path, self.root), exc) from exc
         finally:
-            if src is not None:
+            if isinstance(copy_from, str) and src is not None:
                 src.close()
 
     def _write_tmp_and_replace(self, path: str, data: bytes, src: IO[bytes] | None) -> None:
@@ -640,29 +641,49 @@ class FileJobStore(JobStore):
         a tool left running cannot go on writing into a stored file. Stored files stay
         immutable (see the module docstring) and no data is copied. Anything else (another
         hard link, a symlink, an open file, another file system, no lease support) is copied."""
-        file_id, target, directory = self._new_file(os.path.basename(local_path))
+        basename = os.path.basename(local_path)
+        file_id, target, directory = self._new_file(basename)
         try:
             fd = os.open(local_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:  # a symlink (ELOOP), a FIFO or device that would block, ...
             fd = -1
         try:
             if fd >= 0 and self._rename_unshared(fd, local_path, target):
-                if self.fsync:
-                    os.fsync(fd)
-                    _fsync_path(os.path.dirname(target))
-                return file_id
+                if fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_WRLCK:
+                    return self._moved(fd, file_id, target)
+                # A process began to open the file by its old name during the rename: once the
+                # lease goes it holds the stored file. Store a copy (the content cannot have
+                # changed: the opener waits for the lease) and let it have the moved one.
+                # Read through our own descriptor: opening the file again would wait for the
+                # lease like the other opener (lease-break-time, 45 s by default).
+                copy_id, copy_target, _ = self._new_file(basename)
+                with os.fdopen(os.dup(fd), "rb") as source:
+                    self._write_atomic(copy_target, copy_from=source)
+                os.unlink(target)
+                return copy_id
         finally:
             if fd >= 0:
+                with suppress(OSError):
+                    _unlease(fd)
                 os.close(fd)
         if directory is not None:
             with suppress(OSError):
                 os.rmdir(directory)
         return super().move_file(local_path, job_id)
 
+    def _moved(self, fd: int, file_id: str, target: str) -> str:
+        with suppress(OSError):
+            os.fchmod(fd, 0o600)
+        if self.fsync:
+            os.fsync(fd)
+            _fsync_path(os.path.dirname(target))
+        return file_id
+
     @staticmethod
     def _rename_unshared(fd: int, local_path: str, target: str) -> bool:
         """Rename ``local_path`` (open as ``fd``) to ``target`` if it is a regular file with one
-        name and no other open descriptor; False, with nothing changed, otherwise."""
+        name and no other open descriptor, the write lease on it kept (the caller releases
+        it); False, with nothing changed and no lease, otherwise."""
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             return False
@@ -676,13 +697,10 @@ class FileJobStore(JobStore):
                     raise
                 _mkdir(os.path.dirname(target))  # a flat file's shard, not made yet
                 os.rename(local_path, target)
-            except OSError:  # another file system (EXDEV), ...
-                return False
-            with suppress(OSError):
-                os.fchmod(fd, 0o600)
-            return True
-        finally:
+        except OSError:  # another file system (EXDEV), ...
             _unlease(fd)
+            return False
+        return True
 
     @staticmethod
     def _link(local_path: str, target: str) -> bool:

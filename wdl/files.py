@@ -9,16 +9,22 @@ the length of the name lets :func:`replace_uris` find the URI inside a String th
 path, never the URI.
 
 A job materialises its input files as private local copies (reflinks where possible) and stores its
-output files back; the leader imports the run's input files and exports the final outputs. No
-host path passes between jobs, so the same run works on any batch system.
+output files back (moved into the store where nothing else reaches them: ``moveGlobalFile``); the
+leader imports the run's input files and exports the final outputs (handed over, not copied, when
+the store is deleted after the run). No host path passes between jobs, so the same run works on
+any batch system.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
+import signal
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,6 +221,11 @@ class StoreFiles:
             handle.write(replace_uris(text, host))
 
 
+#: Files a task gets from the store, from which they are copied by COPY_THREADS threads.
+PARALLEL_COPIES = 16
+COPY_THREADS = 4
+
+
 class Localizer:
     """Materialises a task's input files under ``inputs_dir``: one folder per folder key, so
     sibling files stay side by side and files of the same name from different folders do not
@@ -228,16 +239,31 @@ class Localizer:
         self._folders: dict[tuple[str, str], str] = {}  # (folder key, basename) -> file id there
         self._made: set[str] = set()
         self._real_inputs: str | None = None
+        self._pending: list[tuple[str, str]] = []  # (target, file id) placed, not yet copied
 
     def __call__(self, value: str, is_directory: bool) -> str:
+        """Where ``value``'s file is for the task; it is there once :meth:`materialize` ran."""
         if is_directory:
             raise WDLFileError(f"Directory values are not supported: {value}")
         if value in self.by_uri:
             return self.by_uri[value]
         target, file_id = self._place(value)
         if file_id is not None:
-            self._copy(target, file_id)
+            self._pending.append((target, file_id))
         return target
+
+    def materialize(self) -> None:
+        """Copy the files placed since the last call to where they go: side by side when there
+        are many (a gather's thousands), as each copy mostly waits on the file system (its
+        folder and file made, the data copied) and the copies share nothing."""
+        pending, self._pending = self._pending, []
+        if len(pending) < PARALLEL_COPIES:
+            for target, file_id in pending:
+                self._copy(target, file_id)
+            return
+        with concurrent.futures.ThreadPoolExecutor(COPY_THREADS, "flow-wdl-staging") as pool:
+            # list(): the first failure is raised here, after the others ended
+            list(pool.map(lambda item: self._copy(*item), pending))
 
     def _place(self, value: str) -> tuple[str, str | None]:
         """Where ``value``'s file goes, remembered; and the file id to copy there (None: it is
@@ -301,9 +327,33 @@ class Uploader:
         file_id = self._stored.get(real)
         if file_id is None:
             # the task's own file (outputs outside the task were refused) is moved into the
-            # store, as miniwdl leaves outputs in place instead of copying them; one reached
-            # through a symlink is copied (the link's target may be another output)
-            store = self.file_store.moveGlobalFile if real == os.path.abspath(path) else self.file_store.writeGlobalFile
-            file_id = self._stored[real] = str(store(real))
+            # store when nothing else reaches it (no other name, no process holding it open:
+            # see JobStore.move_file), as miniwdl leaves outputs in place; else copied
+            file_id = self._stored[real] = str(self.file_store.moveGlobalFile(real))
         folder = os.path.relpath(os.path.dirname(os.path.abspath(path)), self.root)
         return FileRef(file_id, folder_key(self.token, folder), name).uri
+
+
+#: What fcntl(F_SETLEASE) fails with where another process has the file open (EAGAIN), the
+#: caller does not own it (EACCES), or the file system grants no leases.
+_NO_LEASE = (errno.EAGAIN, errno.EBUSY, errno.EACCES, errno.EINVAL, errno.ENOLCK)
+
+
+def try_lease(fd: int) -> bool:
+    """Take a write lease on the open regular file ``fd``: Linux grants one only while no other
+    process has the file open, and makes a process that opens it meanwhile wait for
+    :func:`release_lease`. False where it is not granted."""
+    try:
+        # the holder gets a signal when someone starts to open the file: SIGIO by default,
+        # which would end this process; SIGWINCH is ignored
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGWINCH)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        return True
+    except OSError as exc:
+        if exc.errno not in _NO_LEASE:
+            raise
+        return False
+
+
+def release_lease(fd: int) -> None:
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)

@@ -16,12 +16,13 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from flow.core.exceptions import ChangedReadFileError, FlowError
 from flow.core.filestore import FileStore
 from flow.wdl import adapter, files
 from flow.wdl.packing import PackedJob, PackedValues
+from flow.wdl.shell import BatchShell, ShellError, shares_shell
 from flow.wdl.taskdirs import TaskDirs
 
 GB = 1000**3
@@ -170,11 +171,13 @@ class WDLTaskJob(CallJob):
 
 
 def run_call(ref: adapter.ExeRef, inputs: adapter.Values, label: str, namespace: str,
-             settings: RunSettings, fileStore: FileStore, dirs: TaskDirs, token: str) -> PackedValues:
+             settings: RunSettings, fileStore: FileStore, dirs: TaskDirs, token: str,
+             shell: BatchShell | None = None) -> PackedValues:
     """One call of a task in ``dirs`` (its root exists): its outputs named by ``namespace``.
-    ``token`` names the call's output folders (unique in the run)."""
+    ``token`` names the call's output folders (unique in the run). On the host, its command
+    runs in ``shell`` if given (a batch's: see flow.wdl.shell), else in a bash of its own."""
     try:
-        outputs = _run(ref, inputs, settings, fileStore, dirs, token)
+        outputs = _run(ref, inputs, settings, fileStore, dirs, token, shell)
     except (adapter.WDLError, files.WDLFileError, WDLTaskError) as exc:
         print(f"flow-wdl: call {label} failed: {exc}", file=sys.stderr)
         raise
@@ -183,17 +186,27 @@ def run_call(ref: adapter.ExeRef, inputs: adapter.Values, label: str, namespace:
 
 
 def _run(ref: adapter.ExeRef, given: adapter.Values, settings: RunSettings, fileStore: FileStore,
-         dirs: TaskDirs, token: str) -> adapter.Values:
-    os.mkdir(dirs.work)
+         dirs: TaskDirs, token: str, shell: BatchShell | None) -> adapter.Values:
+    os.makedirs(dirs.work, exist_ok=True)  # left empty by a batch's previous call
     localizer = files.Localizer(fileStore, dirs.inputs)
     task = adapter.TaskContext(ref, dirs)
     inputs = adapter.map_paths(given, localizer)
     # A File that became a String (coerced, interpolated) names the file here too.
-    task.bind_inputs(adapter.map_strings(inputs, lambda text: files.replace_uris(
-        text, lambda uri: localizer(uri, False))))
+    inputs = adapter.map_strings(inputs, lambda text: files.replace_uris(
+        text, lambda uri: localizer(uri, False)))
+    localizer.materialize()
+    task.bind_inputs(inputs)
     runtime = task.runtime()
-    write_over(dirs.command, task.command())
-    code = execute(dirs.command, dirs, container_image(runtime), settings)
+    command = task.command()
+    write_over(dirs.command, command)
+    image = container_image(runtime)
+    if shell is not None and not (image and settings.container) and shares_shell(command):
+        try:
+            code = shell.run(dirs)
+        except ShellError as exc:
+            raise WDLTaskError(str(exc)) from None
+    else:
+        code = execute(dirs.command, dirs, image, settings)
     try:
         fileStore.check_read_files(localizer.by_uri.values())
     except ChangedReadFileError as exc:  # miniwdl mounts inputs read-only: the write fails
@@ -225,19 +238,31 @@ def write_over(path: str, text: str) -> None:
 
 
 def execute(command_file: str, dirs: TaskDirs, image: str | None, settings: RunSettings) -> int:
-    """Run the command file with bash in the working directory; its exit code."""
+    """Run the command file with bash in the working directory; its exit status (128 + N for
+    a signal N, as miniwdl gets it from the shell that runs the command)."""
     argv = container_argv(settings.container, image, dirs, command_file) if image and settings.container \
-        else [_bash(), command_file]
-    with open(dirs.stdout, "wb") as out, open(dirs.stderr, "wb") as err:
+        else [bash(), command_file]
+    with _empty(dirs.stdout) as out, _empty(dirs.stderr) as err:
         try:
-            return subprocess.run(argv, cwd=dirs.work, stdin=subprocess.DEVNULL, stdout=out,
+            code = subprocess.run(argv, cwd=dirs.work, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=err, check=False).returncode
         except OSError as exc:
             raise WDLTaskError(f"cannot run {argv[0]}: {exc}") from None
+    return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
+
+
+def _empty(path: str) -> IO[bytes]:
+    """``path`` open for writing, empty: made, or the empty file a batch's previous call left
+    (see flow.wdl.batch). Not opened with O_TRUNC: on ext4 (``auto_da_alloc``) a file cut to
+    nothing is written out to the disk when closed, which costs more than the command."""
+    handle = open(path, "ab")  # O_APPEND, as miniwdl runs a command: `>> ../stdout.txt`
+    if handle.tell():  # not left empty: only a caller other than a batch gets here
+        handle.truncate(0)
+    return handle
 
 
 @functools.lru_cache(maxsize=1)
-def _bash() -> str:
+def bash() -> str:
     """bash's path, looked up once per process (as exec would look it up along PATH for every
     call: a failed execve per PATH entry before it)."""
     return shutil.which("bash") or "bash"

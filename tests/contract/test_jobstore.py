@@ -1062,3 +1062,33 @@ class TestFileJobStoreOnly:
             shutil.rmtree(root / sub)
         js.destroy()
         assert not root.exists()
+
+
+def test_file_store_move_when_a_process_opens_the_file_during_the_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that began to open the file by its old name while the store renamed it waits
+    for the lease, then holds the moved inode: the store must keep a copy instead."""
+    import fcntl
+
+    import flow.jobstores.file as filestore_module
+
+    store = FileJobStore.create(str(tmp_path / "js"))
+    path = tmp_path / "out.txt"
+    path.write_bytes(b"as the tool left it\n")
+    real_rename = os.rename
+    opener: list[subprocess.Popen[bytes]] = []
+
+    def rename_while_opened(src: str, dst: str) -> None:
+        if src == str(path) and not opener:
+            ours = [int(n) for n in os.listdir("/proc/self/fd")
+                    if os.path.realpath(f"/proc/self/fd/{n}") == str(path)]
+            opener.append(subprocess.Popen(["sh", "-c", f"exec 3>>'{src}'; echo late >&3"]))
+            _wait_for(lambda: any(fcntl.fcntl(fd, fcntl.F_GETLEASE) != fcntl.F_WRLCK for fd in ours))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(filestore_module.os, "rename", rename_while_opened)
+    file_id = store.move_file(str(path), "job")
+    monkeypatch.undo()
+    assert opener and opener[0].wait(timeout=60) == 0  # it opened and wrote, after the lease
+    assert not path.exists()
+    assert _stored(store, file_id) == b"as the tool left it\n"

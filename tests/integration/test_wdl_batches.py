@@ -169,3 +169,137 @@ def test_restart_runs_only_the_unfinished_calls_of_a_batch(tmp_path: Path) -> No
     assert json.loads(resumed.stdout)["resume.out"] == words
     ran = Path(f"{marker}.log").read_text().splitlines()
     assert sorted(ran) == sorted(words), "a call ran twice, or never"
+
+
+#: Even calls leave a process writing to their stdout after they end, calls 3 and 6 leave a file
+#: in their working directory; the next call (0.4 s long) lists the working directory it found
+#: on stderr.
+LEFTOVERS = """
+version 1.1
+workflow leave {
+  input { Array[Int] ns }
+  scatter (n in ns) {
+    call step { input: n = n }
+  }
+  output { Array[String] outs = step.out  Array[String] found = step.found }
+}
+task step {
+  input { Int n }
+  command <<<
+    ls -A >&2
+    if [ $(( ~{n} % 2 )) -eq 0 ]; then (sleep 0.2; echo late; echo late >&2) & fi
+    if [ $(( ~{n} % 3 )) -eq 0 ]; then echo left > left.txt; fi
+    if [ $(( ~{n} % 2 )) -eq 1 ]; then sleep 0.4; fi
+    echo ~{n}
+  >>>
+  output { String out = read_string(stdout())  String found = read_string(stderr()) }
+}
+"""
+
+
+def test_each_call_of_a_batch_finds_a_fresh_folder(tmp_path: Path) -> None:
+    """A call never sees what an earlier call of its batch left: files in the working directory,
+    nor the later output of a process it left running (the folder is kept for the next call
+    only when nothing holds it)."""
+    (tmp_path / "l.wdl").write_text(LEFTOVERS)
+    ns = list(range(9))
+    (tmp_path / "in.json").write_text(json.dumps({"leave.ns": ns}))
+    result = flow_wdl(["l.wdl", "in.json", "--maxCores", "1", "-o", "out"], tmp_path,
+                      {"FLOW_WDL_BATCH_SIZE": "9"})
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)
+    assert outputs["leave.outs"] == [str(n) for n in ns]
+    assert outputs["leave.found"] == ["" for _ in ns]
+
+
+#: Each call reports what it found (an environment variable, a function, the shell's own loop
+#: variables, $0, its working directory, the bytes on its stdin), then leaves things behind for
+#: the next (an exported variable, a function, another directory); call 2 is killed by SIGKILL
+#: (accepted as exit status 137). pid prints $$.
+SHELL_STATE = """
+version 1.1
+workflow probe {
+  input { Array[Int] ns }
+  scatter (n in ns) {
+    call look { input: n = n }
+    call pid
+  }
+  output { Array[String] lines = look.line  Array[Int] pids = pid.id }
+}
+task look {
+  input { Int n }
+  command <<<
+    echo "${LEAK-none} $(type -t leaked || echo nofunc) [${w-}${o-}${e-}${c-}] $(basename "$0") $(basename "$PWD") $(wc -c)"
+    export LEAK=~{n}; leaked() { :; }; cd /
+    if [ ~{n} -eq 2 ]; then kill -9 $BASHPID; fi
+    exit ~{n}
+  >>>
+  runtime { returnCodes: [0, 1, 3, 137] }
+  output { String line = read_string(stdout()) }
+}
+task pid {
+  command <<< echo $$ >>>
+  output { Int id = read_int(stdout()) }
+}
+"""
+
+
+@pytest.mark.parametrize("batch", ["4", "1"])
+def test_calls_in_a_batch_run_as_in_a_bash_of_their_own(tmp_path: Path, batch: str) -> None:
+    """Batched (one bash for the batch, a subshell per call) or not: each call finds a fresh
+    shell in its working directory with nothing on stdin, and exits with its own status, 128 + 9
+    when killed by SIGKILL; a command naming $$ gets a process id of its own."""
+    (tmp_path / "p.wdl").write_text(SHELL_STATE)
+    ns = [0, 1, 2, 3]
+    (tmp_path / "in.json").write_text(json.dumps({"probe.ns": ns}))
+    result = flow_wdl(["p.wdl", "in.json", "--maxCores", "1"], tmp_path, {"FLOW_WDL_BATCH_SIZE": batch})
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads(result.stdout)
+    assert outputs["probe.lines"] == ["none nofunc [] command work 0"] * len(ns)
+    assert len(set(outputs["probe.pids"])) == len(ns)
+
+
+#: Four outputs written "first", then (0.5 s after the task ended) appended to: through another
+#: name of the file (outside the task's folder), through a descriptor the task left open, and by its name again; read by a
+#: task that starts 1.5 s later.
+LATE_WRITES = """
+version 1.1
+workflow late {
+  input { String outside }
+  call make { input: outside = outside }
+  call pause { input: after = make.alone }
+  call later { input: files = [make.alone, make.linked, make.held, make.renamed], after = pause.done }
+  output { Array[String] seen = later.lines }
+}
+task make {
+  input { String outside }
+  command <<<
+    echo first > alone.txt
+    echo first > linked.txt; ln linked.txt "~{outside}/other-name.txt"
+    exec 3>> held.txt; echo first >&3
+    echo first > renamed.txt
+    (sleep 0.5; echo more >> "~{outside}/other-name.txt"; echo more >&3; echo more >> renamed.txt) > /dev/null 2>&1 &
+  >>>
+  output { File alone = "alone.txt"  File linked = "linked.txt"  File held = "held.txt"  File renamed = "renamed.txt" }
+}
+task pause {
+  input { File after }
+  command <<< sleep 1.5 >>>
+  output { Boolean done = true }
+}
+task later {
+  input { Array[File] files  Boolean after }
+  command <<< cat ~{sep(" ", files)} >>>
+  output { Array[String] lines = read_lines(stdout()) }
+}
+"""
+
+
+def test_a_stored_output_never_changes_with_what_the_task_left_running(tmp_path: Path) -> None:
+    """Output files are stored without a copy only where nothing else reaches them: a file with
+    another name, or one a process the task left running holds open, is copied; a process that
+    opens the name again later makes a new file. None of them changes what the next task reads."""
+    (tmp_path / "late.wdl").write_text(LATE_WRITES)
+    result = flow_wdl(["late.wdl", f"outside={tmp_path}", "--maxCores", "1", "-o", "out"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["late.seen"] == ["first"] * 4

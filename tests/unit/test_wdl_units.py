@@ -120,3 +120,30 @@ workflow wf {
     scatter = next(i for i in graph.nodes.values() if i.kind == "scatter")
     assert set(scatter.deps) == {"decl-xs", "decl-k"}  # its body reads k: the section waits for it
     assert graph.outputs == ("output-ys", "output-zz")
+
+
+def test_a_batch_keeps_a_call_file_only_when_no_process_holds_it(tmp_path: Path) -> None:
+    """The batch's check before it keeps a call's stdout or stderr for the next call: the size
+    of a file nobody has open, nothing (None) for one another process holds, a FIFO (without
+    waiting for a writer) or a link; 0 for a file the command removed."""
+    import os
+    import subprocess
+
+    from flow.wdl.batch import _size_if_unheld
+
+    path = tmp_path / "stdout.txt"
+    path.write_bytes(b"abc")
+    assert _size_if_unheld(str(path)) == 3
+    with open(path, "ab") as held:
+        holder = subprocess.Popen(["sleep", "30"], stdout=held)
+    try:
+        assert _size_if_unheld(str(path)) is None
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _size_if_unheld(str(path)) == 3
+    os.mkfifo(tmp_path / "fifo")
+    assert _size_if_unheld(str(tmp_path / "fifo")) is None
+    os.symlink(path, tmp_path / "link")
+    assert _size_if_unheld(str(tmp_path / "link")) is None
+    assert _size_if_unheld(str(tmp_path / "gone")) == 0
