@@ -420,6 +420,26 @@ def check_requirements(process: Any, settings: RunSettings) -> None:
     process.visit(visit)
 
 
+#: Where cwltool finds requirements an input object adds (``cwl:requirements``; CWL v1.0 only).
+INPUT_REQUIREMENTS = "https://w3id.org/cwl/cwl#requirements"
+
+
+def wants_container(process: Any, inputs: dict[str, Any] | None = None) -> bool:
+    """Whether the process, or a tool it runs, has a DockerRequirement (as a requirement or a
+    hint, or from the input object's ``cwl:requirements``): only those run in a container
+    under cwltool."""
+    given = (inputs or {}).get(INPUT_REQUIREMENTS) or []
+    found = [True for e in given if isinstance(e, dict) and e.get("class") == "DockerRequirement"]
+
+    def visit(tool: Any) -> None:
+        entries = list(tool.get("requirements", [])) + list(tool.get("hints", []))
+        if any(isinstance(e, dict) and e.get("class") == "DockerRequirement" for e in entries):
+            found.append(True)
+
+    process.visit(visit)
+    return bool(found)
+
+
 # ---- provenance -------------------------------------------------------------------------------
 def cwlprov() -> Any:
     """cwltool's CWLProv writer (``cwltool.cwlprov``) and the few other cwltool pieces that

@@ -102,11 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace) -> adapter.RunSettings:
+def _settings(args: argparse.Namespace, process: Any = None,
+              inputs: dict[str, Any] | None = None) -> adapter.RunSettings:
+    """The run's settings. Without --docker/--podman/--singularity/--no-container, the container
+    runtime is looked for (``podman info`` takes half a second) only for a ``process`` with a
+    DockerRequirement, as a requirement or a hint, in it or a tool it runs: cwltool runs every
+    other tool on the host whatever its runtime, and no process means loading only."""
     requested = "podman" if args.podman else "singularity" if args.singularity else "docker" if args.docker else None
-    container = adapter.detect_container(requested, not args.use_container)
-    if container is None and args.use_container:
-        logging.getLogger("flow.cwl").warning("no container runtime found: tools run on the host")
+    container = None
+    if requested or (process is not None and adapter.wants_container(process, inputs)):
+        container = adapter.detect_container(requested, not args.use_container)
+        if container is None and args.use_container:
+            logging.getLogger("flow.cwl").warning("no container runtime found: tools run on the host")
     return adapter.RunSettings(
         container=container, strict=args.strict, relax_path_checks=args.relax_path_checks,
         tmpdir_prefix=args.tmpdir_prefix, tmp_outdir_prefix=args.tmp_outdir_prefix,
@@ -162,7 +169,6 @@ def _load(uri: str, args: argparse.Namespace, settings: adapter.RunSettings) -> 
     if args.restart and not args.job_order:
         return process, {}  # the stored jobs hold the inputs; only secrets need them again
     inputs = adapter.load_inputs(process, args.job_order, settings, args.basedir, args.tool_help)
-    adapter.check_requirements(process, settings)  # after the inputs, as cwltool does
     return process, inputs
 
 
@@ -212,6 +218,8 @@ def _run(args: argparse.Namespace, uri: str, preload: bool,
             if adapter.secret_inputs(loaded[0]):
                 raise _SecretsFound()
         process, inputs = loaded
+        settings = dataclasses.replace(settings, container=_settings(args, process, inputs).container)
+        adapter.check_requirements(process, settings)  # after the inputs, as cwltool does
         try:
             if args.restart:
                 if recorder is not None:
