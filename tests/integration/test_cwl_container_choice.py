@@ -14,20 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_cwl import ECHO_TOOL
+
 pytest.importorskip("cwltool")
 
-ECHO = """\
-cwlVersion: v1.2
-class: CommandLineTool
-baseCommand: echo
-inputs:
-  message: {type: string, inputBinding: {position: 1}}
-outputs:
-  out: stdout
-stdout: said.txt
-"""
-
-HINTED = ECHO.replace("baseCommand: echo", "baseCommand: echo\nhints: {DockerRequirement: {dockerPull: 'debian:stable-slim'}}")
+HINTED = ECHO_TOOL.replace("baseCommand: echo", "baseCommand: echo\nhints: {DockerRequirement: {dockerPull: 'debian:stable-slim'}}")
 
 WORKFLOW = """\
 cwlVersion: v1.2
@@ -51,7 +42,7 @@ def _recording_podman(bin_dir: Path, log: Path) -> None:
 
 @pytest.mark.parametrize(("step", "probed"), [("echo.cwl", False), ("hinted.cwl", True)])
 def test_runtime_looked_for_only_when_a_tool_names_an_image(tmp_path: Path, step: str, probed: bool) -> None:
-    (tmp_path / "echo.cwl").write_text(ECHO)
+    (tmp_path / "echo.cwl").write_text(ECHO_TOOL)
     (tmp_path / "hinted.cwl").write_text(HINTED)
     (tmp_path / "wf.cwl").write_text(textwrap.dedent(WORKFLOW).replace("STEP", step))
     (tmp_path / "job.json").write_text(json.dumps({"message": "hello"}))
