@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -309,9 +310,20 @@ def process_class(process: Any) -> str:
 
 
 def short_message(exc: BaseException) -> str:
+    """cwltool's message, cut at 40 lines. A JavaScript expression's failure ends with node's
+    stack; its error line (``TypeError: ...``, found in the script's stderr that cwltool
+    quotes) is repeated last, where a one-line summary of the message is read from."""
     text = str(exc).strip()
     lines = text.splitlines()
-    return "\n".join(lines[:40]) + ("\n..." if len(lines) > 40 else "")
+    short = "\n".join(lines[:40]) + ("\n..." if len(lines) > 40 else "")
+    quoted = text.split("stderr was:", 1)[1] if "stderr was:" in text else ""
+    error = _JS_ERROR.search(quoted)
+    return f"{short}\n{error.group(1)}{error.group(2)}" if error else short
+
+
+#: The error line of node's report in a failed expression's stderr, as cwltool quotes it (each
+#: line after the document's "file:line:col: ").
+_JS_ERROR = re.compile(r"^(\S+:\d+:\d+: )?\s*((?:[A-Z]\w*)?Error: .*)$", re.MULTILINE)
 
 
 # ---- input objects ---------------------------------------------------------------------------
