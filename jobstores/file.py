@@ -54,7 +54,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -74,6 +73,8 @@ from flow.jobstores.abstract import (
     NoSuchJobStoreError,
 )
 from flow.jobstores.copying import copy_data
+from flow.jobstores.leases import release as release_lease
+from flow.jobstores.leases import take_write_lease
 from flow.jobstores.registry import split_locator
 from flow.jobstores.removal import remove_trees
 
@@ -118,29 +119,6 @@ def _tmp_path(directory: str) -> str:
 def _mkdir(path: str) -> None:
     with suppress(FileExistsError):
         os.mkdir(path, 0o700)
-
-
-def _lease(fd: int) -> str:
-    """Take a write lease on ``fd``'s file: "held" when another descriptor of the file is open
-    anywhere (the kernel grants a write lease only to the file's one open descriptor), "none"
-    where the file system has no leases (NFS, ...) or the file is not this user's, else
-    "taken" (release it with ``_unlease``). A process that opens the file meanwhile waits
-    until the lease is released, and the holder gets a signal: SIGWINCH, ignored unless
-    handled, instead of the default SIGIO, which would end the process."""
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGWINCH)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
-    except OSError as exc:
-        if exc.errno in (errno.EAGAIN, errno.EBUSY):
-            return "held"
-        if exc.errno in (errno.EINVAL, errno.ENOLCK, errno.EACCES, errno.EPERM):
-            return "none"
-        raise
-    return "taken"
-
-
-def _unlease(fd: int) -> None:
-    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
 
 
 def _umask() -> int:
@@ -664,7 +642,7 @@ class FileJobStore(JobStore):
         finally:
             if fd >= 0:
                 with suppress(OSError):
-                    _unlease(fd)
+                    release_lease(fd)
                 os.close(fd)
         if directory is not None:
             with suppress(OSError):
@@ -687,7 +665,7 @@ class FileJobStore(JobStore):
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             return False
-        if _lease(fd) != "taken":  # open elsewhere, or no way to tell
+        if take_write_lease(fd) != "taken":  # open elsewhere, or no way to tell
             return False
         try:
             try:
@@ -698,7 +676,7 @@ class FileJobStore(JobStore):
                 _mkdir(os.path.dirname(target))  # a flat file's shard, not made yet
                 os.rename(local_path, target)
         except OSError:  # another file system (EXDEV), ...
-            _unlease(fd)
+            release_lease(fd)
             return False
         return True
 
@@ -754,7 +732,7 @@ class FileJobStore(JobStore):
         NFS, ...), the file is renamed as before."""
         fd = os.open(tmp, os.O_RDONLY)
         try:
-            lease = _lease(fd)
+            lease = take_write_lease(fd)
             if lease == "held":
                 self._write_atomic(target, copy_from=tmp)
                 _unlink_quiet(tmp)
@@ -763,7 +741,7 @@ class FileJobStore(JobStore):
                 os.replace(tmp, target)
             finally:
                 if lease == "taken":
-                    _unlease(fd)
+                    release_lease(fd)
         finally:
             os.close(fd)
 

@@ -19,8 +19,8 @@ import stat
 
 from flow.core.filestore import FileStore
 from flow.core.steplog import StepLog
+from flow.jobstores.leases import release, take_write_lease
 from flow.wdl import adapter
-from flow.wdl.files import release_lease, try_lease
 from flow.wdl.packing import PackedValues
 from flow.wdl.shell import BatchShell
 from flow.wdl.task import CallJob, Needs, RunSettings, bash, run_call
@@ -145,9 +145,9 @@ def _size_if_unheld(path: str) -> int | None:
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not try_lease(fd):
+        if not stat.S_ISREG(st.st_mode) or take_write_lease(fd) != "taken":
             return None
-        release_lease(fd)
+        release(fd)
         return st.st_size
     finally:
         os.close(fd)

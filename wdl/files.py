@@ -18,13 +18,10 @@ any batch system.
 from __future__ import annotations
 
 import concurrent.futures
-import errno
-import fcntl
 import hashlib
 import json
 import os
 import re
-import signal
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -332,28 +329,3 @@ class Uploader:
             file_id = self._stored[real] = str(self.file_store.moveGlobalFile(real))
         folder = os.path.relpath(os.path.dirname(os.path.abspath(path)), self.root)
         return FileRef(file_id, folder_key(self.token, folder), name).uri
-
-
-#: What fcntl(F_SETLEASE) fails with where another process has the file open (EAGAIN), the
-#: caller does not own it (EACCES), or the file system grants no leases.
-_NO_LEASE = (errno.EAGAIN, errno.EBUSY, errno.EACCES, errno.EINVAL, errno.ENOLCK)
-
-
-def try_lease(fd: int) -> bool:
-    """Take a write lease on the open regular file ``fd``: Linux grants one only while no other
-    process has the file open, and makes a process that opens it meanwhile wait for
-    :func:`release_lease`. False where it is not granted."""
-    try:
-        # the holder gets a signal when someone starts to open the file: SIGIO by default,
-        # which would end this process; SIGWINCH is ignored
-        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGWINCH)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
-        return True
-    except OSError as exc:
-        if exc.errno not in _NO_LEASE:
-            raise
-        return False
-
-
-def release_lease(fd: int) -> None:
-    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
