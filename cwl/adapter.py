@@ -378,12 +378,17 @@ def _bind_top_level(process: Any, job_order: MutableMapping[str, Any], basedir: 
     ctx = RuntimeContext()
     ctx.basedir = basedir
     ctx.toplevel = True
-    try:
-        builder = process._init_job(job_order, ctx)
-        builder.loadListing = "no_listing"
-        builder.bind_input(process.inputs_record_schema, job_order, discover_secondaryFiles=True)
-    except (ValidationException, WorkflowException) as exc:
-        raise CWLError(f"invalid inputs for {process.tool['id']}:\n{short_message(exc)}") from None
+    # _init_job gives a CommandLineTool's builder an output, temporary and staging directory,
+    # making each one it is not given (left behind in $TMPDIR: three per run): one directory
+    # here serves for all three, and goes when the inputs are bound.
+    with tempfile.TemporaryDirectory(prefix="flow-cwl-bind-") as scratch:
+        ctx.outdir = ctx.tmpdir = ctx.stagedir = scratch
+        try:
+            builder = process._init_job(job_order, ctx)
+            builder.loadListing = "no_listing"
+            builder.bind_input(process.inputs_record_schema, job_order, discover_secondaryFiles=True)
+        except (ValidationException, WorkflowException) as exc:
+            raise CWLError(f"invalid inputs for {process.tool['id']}:\n{short_message(exc)}") from None
 
 
 def validate_inputs(process: Any, job_order: MutableMapping[str, Any]) -> None:

@@ -224,3 +224,22 @@ def test_a_failed_tool_runs_again_only_when_asked(tmp_path: Path, retries: str |
     failed = flow_cwl(*extra, "fail.cwl", "--tally", str(tally), cwd=tmp_path)
     assert failed.returncode == 1, failed.stderr
     assert tally.read_text().splitlines() == ["ran"] * (1 + int(retries or 0))
+
+
+def test_runs_leave_nothing_in_the_temporary_directory_but_a_failed_runs_store(tmp_path: Path) -> None:
+    """A run's scratch (and cwltool's directories for binding a tool's inputs) goes when it
+    ends; a failed run keeps only the job store its resume command names."""
+    (tmp_path / "echo.cwl").write_text(ECHO_TOOL)
+    (tmp_path / "fail.cwl").write_text(FAIL_TOOL)
+    (tmp_path / "job.json").write_text(json.dumps({"message": "hi"}))
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp)}
+    done = flow_cwl("--outdir", "out", "echo.cwl", "job.json", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in temp.iterdir()) == []
+    failed = flow_cwl("fail.cwl", "--marker", str(tmp_path / "absent"), cwd=tmp_path, env=env)
+    assert failed.returncode == 1
+    store = shlex.split(failed.stderr.strip().splitlines()[-1].split(": ", 1)[1])
+    kept = Path(store[store.index("--jobStore") + 1])
+    assert sorted(temp.iterdir()) == ([kept] if kept.parent == temp else [])
