@@ -35,7 +35,7 @@ WORKER_PHASES: list[tuple[str, int, str, str]] = [
     ("resolve tool (cached load)", 2, "cwl/adapter.py", "resolve"),
     ("one invocation (run_tool)", 2, "cwl/jobs.py", "run_tool"),
     ("stage inputs (file store copies)", 3, "cwl/staging.py", "__call__"),
-    ("cwltool run_process", 3, "cwl/adapter.py", "run_process"),
+    ("cwltool run_process", 3, "cwl/adapter_run.py", "run_process"),
     ("cwltool job construction (tool.job)", 4, "cwltool/command_line_tool.py", "job"),
     ("input binding (bind_input)", 5, "cwltool/builder.py", "bind_input"),
     ("command line (generate_arg)", 5, "cwltool/builder.py", "generate_arg"),
