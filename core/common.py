@@ -11,15 +11,13 @@ import signal
 import sys
 import tempfile
 import types
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import psutil
 
 from flow.batchsystems.abstract import BatchConfig, BatchSystem
 from flow.batchsystems.registry import make_batch_system
 from flow.core import leaderlock, promise, records
-from flow.core.autoscale import Autoscaling
-from flow.core.autoscale import check_options as check_autoscaling
 from flow.core.description import new_job_id
 from flow.core.exceptions import FailedJobsException, FlowError
 from flow.core.filestore import FileID, import_to_store
@@ -48,6 +46,9 @@ from flow.jobstores.abstract import (
 )
 from flow.jobstores.registry import create_job_store, open_job_store
 from flow.jobstores.removal import remove_trees
+
+if TYPE_CHECKING:
+    from flow.core.autoscale import Autoscaling
 
 logger = logging.getLogger("flow")
 
@@ -84,7 +85,10 @@ class Flow:
         self._outcome: str | None = None
         self._realtime: RealtimeServer | None = None
         install_excepthook()
-        check_autoscaling(options)  # --provisioner and its node types, before anything starts
+        if getattr(options, "provisioner", None):  # its node types, before anything starts
+            from flow.core.autoscale import check_options as check_autoscaling  # only then: 20 ms
+
+            check_autoscaling(options)
 
     # ---- context ------------------------------------------------------------------------------
     def __enter__(self) -> Flow:
@@ -277,6 +281,8 @@ class Flow:
         try:
             self._begin(batch, workflow_id, restart)
             if self.options.provisioner:  # a cluster scaler
+                from flow.core.autoscale import Autoscaling
+
                 autoscaling = Autoscaling(store, self.options, workflow_id, batch, restart)
                 leader.on_tick = autoscaling.on_tick
             ok = leader.run()
