@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from _bench import compile_flow
+
 ECHO = """cwlVersion: v1.2
 class: CommandLineTool
 baseCommand: echo
@@ -140,6 +142,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["flow-cwl", "cwltool", "cwltool-parallel"], action="append",
                         default=None, help="run only these runners (repeatable)")
     args = parser.parse_args()
+    compile_flow()  # as a regular install has it (see _bench.compile_flow)
     bindir = os.path.dirname(sys.executable)
     runners = {
         "flow-cwl": [os.path.join(bindir, "flow-cwl"), "--no-container", "--quiet"],
