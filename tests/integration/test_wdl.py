@@ -172,6 +172,19 @@ def test_hello_world(tmp_path: Path, wdl_cache: Path) -> None:
     assert json.loads((tmp_path / "out.json").read_text()) == {"wf.out": "hello flow"}
 
 
+def test_a_run_leaves_nothing_in_the_temporary_directory(tmp_path: Path, wdl_cache: Path) -> None:
+    """A finished run's job store, scratch and call folders all go; $TMPDIR is as it was."""
+    (tmp_path / "scatter.wdl").write_text(SCATTER)
+    (tmp_path / "in.json").write_text(json.dumps({"wf.xs": [1, 2, 3]}))
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    command = [sys.executable, "-m", "flow.wdl.main", "--noProgress", "scatter.wdl", "-i", "in.json", "-o", "out"]
+    env = {**os.environ, "FLOW_WDL_CACHE": str(wdl_cache), "TMPDIR": str(temp)}
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert outputs(done)["wf.sum"] == 14
+    assert sorted(p.name for p in temp.iterdir()) == []
+
+
 def test_scatter_and_gather(tmp_path: Path, wdl_cache: Path) -> None:
     (tmp_path / "wf.wdl").write_text(SCATTER)
     (tmp_path / "in.json").write_text(json.dumps({"wf.xs": [1, 2, 3, 4]}))
