@@ -34,6 +34,7 @@ from flow.core.filestore import FileStore
 from flow.core.job import Job
 from flow.core.requirements import accelerator_count
 from flow.jobstores.abstract import JobStore, JobStoreError
+from flow.jobstores.placement import spread_subdirectories
 from flow.jobstores.registry import open_job_store
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def _run_one(store: JobStore, config: WorkerConfig, desc: JobDescription) -> tup
     if temp_root not in _made_dirs:
         try:
             os.makedirs(temp_root, mode=0o700, exist_ok=True)
+            spread_subdirectories(temp_root)  # jobs' scratch folders away from freed inodes
         except OSError as exc:  # the job's log says why, not only the worker's exit code
             store.write_log(desc.job_id, f"cannot make the job's scratch directory {temp_root} "
                             f"(--workDir): {exc.strerror or exc}\n".encode())

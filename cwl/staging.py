@@ -24,6 +24,7 @@ from flow.core.filestore import FileStore
 from flow.cwl.adapter import CWLError, CWLToolError
 from flow.cwl.values import outside_roots, walk_files
 from flow.jobstores.abstract import JobStore
+from flow.jobstores.placement import spread_subdirectories
 
 FLOW_FILE = "flowfile:"
 FLOW_DIR = "flowdir:"
@@ -151,6 +152,7 @@ class Materializer:
                 self._read(*item)
             return
         os.makedirs(self.stage_dir, exist_ok=True)  # once, not raced for by the threads
+        spread_subdirectories(self.stage_dir)  # their folders away from inodes just freed
         with concurrent.futures.ThreadPoolExecutor(READ_THREADS, "flow-cwl-staging") as pool:
             list(pool.map(lambda item: self._read(*item), reads))  # raises the first failure
 

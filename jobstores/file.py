@@ -75,6 +75,7 @@ from flow.jobstores.abstract import (
 from flow.jobstores.copying import copy_data
 from flow.jobstores.leases import release as release_lease
 from flow.jobstores.leases import take_write_lease
+from flow.jobstores.placement import spread_subdirectories
 from flow.jobstores.registry import split_locator
 from flow.jobstores.removal import remove_trees
 
@@ -227,8 +228,11 @@ class FileJobStore(JobStore):
         cls._sweep_trash(root)
         try:
             cls._make_root(locator, root)
+            spread_subdirectories(root)
             for sub in _SUBDIRS:
                 _mkdir(f"{root}/{sub}")
+            for sub in ("files", "jobs"):  # their shards: see flow.jobstores.placement
+                spread_subdirectories(f"{root}/{sub}")
         except OSError as exc:  # read-only file system, no permission, a parent is a file, ...
             raise JobStoreError(
                 locator, f"cannot create a job store at {root}: {exc.strerror or exc}."

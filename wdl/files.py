@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from flow.core.exceptions import FlowError
 from flow.core.filestore import FileStore
 from flow.jobstores.abstract import JobStore
+from flow.jobstores.placement import spread_subdirectories
 
 FLOW_FILE = "flowfile:"
 
@@ -258,6 +259,8 @@ class Localizer:
             for target, file_id in pending:
                 self._copy(target, file_id)
             return
+        os.makedirs(self.inputs_dir, exist_ok=True)
+        spread_subdirectories(self.inputs_dir)  # their folders away from inodes just freed
         with concurrent.futures.ThreadPoolExecutor(COPY_THREADS, "flow-wdl-staging") as pool:
             # list(): the first failure is raised here, after the others ended
             list(pool.map(lambda item: self._copy(*item), pending))
