@@ -9,7 +9,6 @@ stores its outputs back; the leader imports the inputs and exports the final out
 
 from __future__ import annotations
 
-import concurrent.futures
 import copy
 import hashlib
 import json
@@ -24,7 +23,6 @@ from flow.core.filestore import FileStore
 from flow.cwl.adapter import CWLError, CWLToolError
 from flow.cwl.values import outside_roots, walk_files
 from flow.jobstores.abstract import JobStore
-from flow.jobstores.placement import spread_subdirectories
 
 FLOW_FILE = "flowfile:"
 FLOW_DIR = "flowdir:"
@@ -108,13 +106,6 @@ def _imported_entry(path: str, import_file: Callable[[str], str], write_bytes: W
 
 
 # ---- worker: materialise inputs, store outputs -----------------------------------------------
-#: From this many files a job's inputs are copied out of the store by READ_THREADS threads: each
-#: copy mostly waits on the file system (a folder and a file made, ~0.1-1 ms each on this
-#: project's ext4), and the copies share nothing (a gather of 200 files: 2x faster).
-PARALLEL_READS = 16
-READ_THREADS = 4
-
-
 class Materializer:
     """Makes flowfile:/flowdir: objects real under ``stage_dir``; ``mutable`` gives copies."""
 
@@ -134,33 +125,15 @@ class Materializer:
         #: materialised, for in-place updates.
         self.files: list[tuple[str, str]] = []
         self.dirs: list[tuple[str, str]] = []
-        #: The copies to make: (folder to make first or None, [(file id, path), ...]); the
-        #: index of each folder's entry, for the secondary files that go beside a primary.
-        self._reads: list[tuple[str | None, list[tuple[str, str]]]] = []
-        self._unmade: dict[str, int] = {}
+        #: The copies to make, (file id, path): all at once (see FileStore.readGlobalFiles).
+        self._reads: list[tuple[str, str]] = []
 
     def __call__(self, value: Any) -> Any:
         value = copy.deepcopy(value)
         self._visit(value, None)
-        self._read_all()
+        reads, self._reads = self._reads, []
+        self.file_store.readGlobalFiles(reads, mutable=self.mutable, spread_in=self.stage_dir)
         return value
-
-    def _read_all(self) -> None:
-        reads, self._reads, self._unmade = self._reads, [], {}
-        if sum(len(files) for _, files in reads) < PARALLEL_READS:
-            for item in reads:
-                self._read(*item)
-            return
-        os.makedirs(self.stage_dir, exist_ok=True)  # once, not raced for by the threads
-        spread_subdirectories(self.stage_dir)  # their folders away from inodes just freed
-        with concurrent.futures.ThreadPoolExecutor(READ_THREADS, "flow-cwl-staging") as pool:
-            list(pool.map(lambda item: self._read(*item), reads))  # raises the first failure
-
-    def _read(self, folder: str | None, files: list[tuple[str, str]]) -> None:
-        if folder is not None:
-            os.makedirs(folder, exist_ok=True)
-        for file_id, path in files:
-            self.file_store.readGlobalFile(file_id, userPath=path, mutable=self.mutable)
 
     def _visit(self, value: Any, parent_dir: str | None) -> None:
         if isinstance(value, list):
@@ -176,14 +149,11 @@ class Materializer:
                     self._visit(item, None)
 
     def _fresh_dir(self, made_by_copy: bool = False) -> str:
-        """A new folder under the stage directory; ``made_by_copy``: made only when the first
-        file copied into it is (see :meth:`_read_all`)."""
+        """A new folder under the stage directory; ``made_by_copy``: made by the copy of the
+        first file that goes in it."""
         self._n += 1
         path = os.path.join(self.stage_dir, str(self._n))
-        if made_by_copy:
-            self._unmade[path] = len(self._reads)
-            self._reads.append((path, []))
-        else:
+        if not made_by_copy:
             os.makedirs(path, exist_ok=True)
         return path
 
@@ -216,10 +186,7 @@ class Materializer:
             where = self._fresh_dir(made_by_copy=location.startswith(FLOW_FILE))
         if location.startswith(FLOW_FILE):
             file_id, path = location[len(FLOW_FILE):], os.path.abspath(os.path.join(where, name))
-            if where in self._unmade:
-                self._reads[self._unmade[where]][1].append((file_id, path))
-            else:
-                self._reads.append((None, [(file_id, path)]))
+            self._reads.append((file_id, path))
             self.files.append((file_id, path))
             obj["location"] = _file_uri(path)
             obj["path"] = path

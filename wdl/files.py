@@ -17,7 +17,6 @@ any batch system.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import os
@@ -29,7 +28,6 @@ from dataclasses import dataclass
 from flow.core.exceptions import FlowError
 from flow.core.filestore import FileStore
 from flow.jobstores.abstract import JobStore
-from flow.jobstores.placement import spread_subdirectories
 
 FLOW_FILE = "flowfile:"
 
@@ -219,9 +217,6 @@ class StoreFiles:
             handle.write(replace_uris(text, host))
 
 
-#: Files a task gets from the store, from which they are copied by COPY_THREADS threads.
-PARALLEL_COPIES = 16
-COPY_THREADS = 4
 
 
 class Localizer:
@@ -255,15 +250,8 @@ class Localizer:
         are many (a gather's thousands), as each copy mostly waits on the file system (its
         folder and file made, the data copied) and the copies share nothing."""
         pending, self._pending = self._pending, []
-        if len(pending) < PARALLEL_COPIES:
-            for target, file_id in pending:
-                self._copy(target, file_id)
-            return
-        os.makedirs(self.inputs_dir, exist_ok=True)
-        spread_subdirectories(self.inputs_dir)  # their folders away from inodes just freed
-        with concurrent.futures.ThreadPoolExecutor(COPY_THREADS, "flow-wdl-staging") as pool:
-            # list(): the first failure is raised here, after the others ended
-            list(pool.map(lambda item: self._copy(*item), pending))
+        self.file_store.readGlobalFiles([(file_id, target) for target, file_id in pending],
+                                        spread_in=self.inputs_dir)
 
     def _place(self, value: str) -> tuple[str, str | None]:
         """Where ``value``'s file goes, remembered; and the file id to copy there (None: it is
@@ -288,10 +276,6 @@ class Localizer:
         # the folders under inputs_dir are flow's own, never links: no realpath per file
         self.by_path.setdefault(os.path.join(self._real_inputs, folder, ref.basename), ref.uri)
         return target, ref.file_id if fresh else None
-
-    def _copy(self, target: str, file_id: str) -> None:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        self.file_store.readGlobalFile(file_id, userPath=target)
 
     def uris_for_paths(self, text: str) -> str:
         """``text`` (a String output) with the local paths of input files in it as their URIs

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flow.core.common import Flow
-from flow.core.exceptions import FlowError
+from flow.core.exceptions import FailedJobsException, FlowError
 from flow.core.job import Job
 from flow.jobstores.file import FileJobStore
 
@@ -145,6 +145,41 @@ def import_in_job(job, url):
 def read_three(job, a, b, c):
     texts = [read_text(job, fid) for fid in (a, b, c)]
     return {"texts": texts, "result": job.addFollowOnJobFn(write_result, "".join(texts), **SMALL).rv()}
+
+
+def read_many(job, count):
+    """readGlobalFiles of ``count`` same-named files, each into a folder of its own (made by
+    the copy); then one of the read-only copies changed, which the job's end must catch."""
+    ids = []
+    for i in range(count):
+        path = os.path.join(job.fileStore.getLocalTempDir(), "same.txt")
+        with open(path, "w") as handle:
+            handle.write(f"file {i}\n")
+        ids.append(job.fileStore.writeGlobalFile(path))
+    stage = os.path.join(job.fileStore.getLocalTempDir(), "stage")
+    reads = [(fid, os.path.join(stage, str(i), "same.txt")) for i, fid in enumerate(ids)]
+    job.fileStore.readGlobalFiles(reads, spread_in=stage)
+    contents = []
+    for _, path in reads:
+        with open(path) as handle:
+            contents.append(handle.read())
+    return contents
+
+
+def read_many_and_change_one(job):
+    fid = job.fileStore.writeGlobalFile(_scratch_text(job, "kept\n"))
+    stage = os.path.join(job.fileStore.getLocalTempDir(), "stage")
+    reads = [(fid, os.path.join(stage, str(i), "same.txt")) for i in range(20)]
+    job.fileStore.readGlobalFiles(reads)
+    with open(reads[7][1], "a") as handle:
+        handle.write("changed\n")
+
+
+def _scratch_text(job, text):
+    path = job.fileStore.getLocalTempFile()
+    with open(path, "w") as handle:
+        handle.write(text)
+    return path
 
 
 # ---- tests -----------------------------------------------------------------------------------
@@ -299,3 +334,18 @@ def test_delete_of_failed_attempt_is_not_applied(options: argparse.Namespace, tm
         result = flow.start(Job.wrapJobFn(delete_then_fail_once, file_id, str(tmp_path / "marker"), **SMALL))
         assert result == "still here on the retry"
         assert not flow.jobStore.file_exists(file_id)  # the successful attempt deleted it
+
+
+@pytest.mark.parametrize("count", [3, 40])  # one by one, and side by side
+def test_read_global_files(options: argparse.Namespace, count: int) -> None:
+    with Flow(options) as flow:
+        contents = flow.start(Job.wrapJobFn(read_many, count, **SMALL))
+    assert contents == [f"file {i}\n" for i in range(count)]
+
+
+def test_read_global_files_gives_read_only_copies(options: argparse.Namespace) -> None:
+    options.retryCount = 0
+    with Flow(options) as flow, pytest.raises(FailedJobsException) as failed:
+        flow.start(Job.wrapJobFn(read_many_and_change_one, **SMALL))
+    reason = failed.value.failed[0].reason
+    assert reason.startswith("ChangedReadFileError") and "/stage/7/same.txt" in reason, reason
