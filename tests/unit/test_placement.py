@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from flow.core.common import Flow
+from flow.core.job import Job
 from flow.jobstores.placement import _FLAGS, FS_IOC_GETFLAGS, FS_TOPDIR_FL, spread_subdirectories
 from flow.jobstores.registry import create_job_store
 
@@ -67,3 +69,16 @@ def test_without_the_attribute_nothing_is_changed_or_raised(tmp_path: Path) -> N
         assert not spread_subdirectories(str(folder))  # tmpfs has no such attribute
     finally:
         folder.rmdir()
+
+
+def _scratch_root_flags(job: Job) -> int:
+    return _flags(Path(job.fileStore.getLocalTempDir()).parent.parent)  # <workDir>/flow-<run>
+
+
+def test_a_workers_scratch_root_spreads_the_jobs_folders(ext4_dir: Path) -> None:
+    options = Job.Runner.getDefaultOptions(str(ext4_dir / "store"))
+    options.workDir = str(ext4_dir / "work")
+    options.noProgress = True
+    with Flow(options) as flow:
+        flags = flow.start(Job.wrapJobFn(_scratch_root_flags, cores=0.1, memory="10M", disk="1M"))
+    assert flags & FS_TOPDIR_FL
