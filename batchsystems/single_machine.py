@@ -16,6 +16,7 @@ Idle workers are kept for reuse; a worker that dies is replaced lazily.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -26,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -63,6 +64,24 @@ _READ_SIZE = 1 << 16
 Shape = tuple[float, int, int]
 
 
+#: Held back while a worker starts (see _held_signals).
+_HELD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def _held_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until a new worker is started and recorded. Arriving during
+    ``os.fork``, their Python handler ran inside fork's own callbacks (logging's lock release),
+    which print the KeyboardInterrupt as "Exception ignored" and drop it: the run went on as
+    if nothing had been pressed. Arriving between the fork and the record, the worker would
+    not be shut down with the others."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # one that came is handled now
+
+
 class _Worker:
     """The leader's handle on one pool worker process (forked, or started with ``popen``)."""
 
@@ -85,6 +104,7 @@ class _Worker:
         flush_std_streams()  # else the child would write our buffers too
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; it never returns
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)  # held by _held_signals
             forked_main(request_r, reply_w, os.getppid(), environment, (request_w, reply_r, *close))
         os.close(request_r)
         os.close(reply_w)
@@ -363,14 +383,15 @@ class SingleMachineBatchSystem(BatchSystem):
 
     def _start_worker(self) -> None:
         environment = dict(self.config.environment)
-        if self._start_method == "fork" and threading.active_count() == 1:
-            others = [fd for w in self._workers for fd in (w.fd_in, w.fd_out)]
-            worker = _Worker.fork(environment, [*others, self._selector.fileno()])
-        else:  # forking a process with threads could copy a lock some thread holds
-            worker = _Worker.spawn(environment)
-        self._workers.add(worker)
-        self._starting += 1
-        self._selector.register(worker.fd_out, selectors.EVENT_READ, worker)
+        with _held_signals():
+            if self._start_method == "fork" and threading.active_count() == 1:
+                others = [fd for w in self._workers for fd in (w.fd_in, w.fd_out)]
+                worker = _Worker.fork(environment, [*others, self._selector.fileno()])
+            else:  # forking a process with threads could copy a lock some thread holds
+                worker = _Worker.spawn(environment)
+            self._workers.add(worker)
+            self._starting += 1
+            self._selector.register(worker.fd_out, selectors.EVENT_READ, worker)
 
     def _discard(self, worker: _Worker) -> int:
         """Forget ``worker``, kill its session and reap it; return its exit status."""

@@ -3,12 +3,15 @@ fresh interpreters when asked to or while the leader runs threads."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from flow.batchsystems import BatchConfig, BatchJob, BatchSystemError, WorkerCall, make_batch_system
@@ -76,3 +79,36 @@ def test_unknown_start_method_is_an_error(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("FLOW_POOL_START", "vfork")
     with pytest.raises(BatchSystemError, match="FLOW_POOL_START"):
         pool(tmp_path)
+
+
+#: Set by a test to send this process a SIGINT from inside os.fork (see _interrupt_in_fork).
+_INTERRUPT_AT_FORK: list[bool] = []
+
+
+def _interrupt_in_fork() -> None:
+    """A Ctrl-C that arrives while the leader forks a worker: sent from fork's own callbacks,
+    where a KeyboardInterrupt raised is printed as ignored and dropped."""
+    if _INTERRUPT_AT_FORK:
+        _INTERRUPT_AT_FORK.clear()
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+os.register_at_fork(after_in_parent=_interrupt_in_fork)  # once per process; inert until asked
+
+
+def test_a_ctrl_c_while_a_worker_is_forked_is_not_lost(tmp_path: Path) -> None:
+    if threading.active_count() != 1:
+        pytest.skip("the pool forks workers only from a leader without threads")
+    system = pool(tmp_path)
+    try:
+        _INTERRUPT_AT_FORK.append(True)
+        with pytest.raises(KeyboardInterrupt):
+            run_one(system, BatchJob("probe", "probe", WorkerCall(payloads.ref("succeed"), ()),
+                                     cores=1, memory=2**20, disk=2**20))
+        assert not _INTERRUPT_AT_FORK  # the worker was forked, with the signal in between
+    finally:
+        _INTERRUPT_AT_FORK.clear()
+        system.shutdown()
+    # The worker forked then was recorded, so the shutdown ended it with the others.
+    assert all(child.status() == psutil.STATUS_ZOMBIE for child in psutil.Process().children(recursive=True)
+               if child.is_running())
