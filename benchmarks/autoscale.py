@@ -15,6 +15,9 @@ packing on the seed scenarios (in virtual time).
    for a run more than 15% above, why.
    Then the same at --targetTime 1800 with --targetDeadline (the target counted from when each
    job was issued, not from each scaler round).
+   Then the four at --targetTime 1800 with each job taking its kind's mean runtime (as Toil's
+   own scaler tests run their jobs: same work, same bound, no tails), and each scenario over 10
+   seeds, spread and one runtime per kind: how much a figure owes to its draw.
 3. The first scenario with its cluster held at 5 to 12 nodes: node-seconds above the bound
    against makespan (each node adds a boot and a tail: its last jobs end at different times).
 """
@@ -116,20 +119,45 @@ def main() -> None:
         else:
             print(f"\nseed scenarios, --targetTime {target:g} (a longer target buys fewer nodes for longer); "
                   "'+lost': the ideal plus the work preemption lost")
-        print(f"{'scenario':<40} {'node-seconds':>12} {'ideal':>7} {'above':>6} {'+lost':>7} {'above':>6} "
-              f"{'makespan':>9} {'peak':>5} {'sim ms':>7}")
-        for make in SEEDS:
-            scenario = make()
-            scenario.params = dataclasses.replace(scenario.params, targetTime=target, deadline=deadline)
-            start = time.perf_counter()
-            result = scenario.run()
-            elapsed = (time.perf_counter() - start) * 1000
-            cost, costs = scenario.cost(result), scenario.costs(result)
-            bound, required = costs["ideal"], costs["ideal"] + costs["lost"]
-            print(f"{scenario.name:<40} {cost:>12.0f} {bound:>7.0f} {cost / bound - 1:>6.1%} {required:>7.0f} "
-                  f"{cost / required - 1:>6.1%} {result.makespan:>8.0f}s {result.peak_nodes:>5} {elapsed:>7.0f}")
-            for line in _explain(scenario, result, costs):
-                print(line)
+        _table([make() for make in SEEDS], target, deadline)
+    print("\nthe same, each job taking its kind's mean runtime, as Toil's own scaler tests run their jobs "
+          "(same work, same ideal; no tails: a node's last jobs end together)")
+    _table([make().one_runtime_per_kind() for make in SEEDS], 1800.0, False)
+    _seed_spread(1800.0)
+
+
+def _table(scenarios: list[Scenario], target: float, deadline: bool) -> None:
+    print(f"{'scenario':<40} {'node-seconds':>12} {'ideal':>7} {'above':>6} {'+lost':>7} {'above':>6} "
+          f"{'makespan':>9} {'peak':>5} {'sim ms':>7}")
+    for scenario in scenarios:
+        scenario.params = dataclasses.replace(scenario.params, targetTime=target, deadline=deadline)
+        start = time.perf_counter()
+        result = scenario.run()
+        elapsed = (time.perf_counter() - start) * 1000
+        cost, costs = scenario.cost(result), scenario.costs(result)
+        bound, required = costs["ideal"], costs["ideal"] + costs["lost"]
+        print(f"{scenario.name[:40]:<40} {cost:>12.0f} {bound:>7.0f} {cost / bound - 1:>6.1%} {required:>7.0f} "
+              f"{cost / required - 1:>6.1%} {result.makespan:>8.0f}s {result.peak_nodes:>5} {elapsed:>7.0f}")
+        for line in _explain(scenario, result, costs):
+            print(line)
+
+
+def _seed_spread(target: float, seeds: range = range(1, 11)) -> None:
+    """Each seed scenario drawn with 10 seeds: how much the figure above owes to its draw."""
+    print(f"\nseed scenarios with seeds {seeds.start} to {seeds.stop - 1} (runtimes spread, then one per kind), "
+          f"--targetTime {target:g}: above the ideal, mean [min, max]")
+    for make in SEEDS:
+        line = []
+        for variant in (lambda s: s, Scenario.one_runtime_per_kind):
+            above = []
+            for seed in seeds:
+                scenario = variant(make(seed))
+                scenario.params = dataclasses.replace(scenario.params, targetTime=target)
+                result = scenario.run()
+                above.append(scenario.cost(result) / scenario.lower_bound() - 1)
+            line.append(f"{statistics.mean(above):6.1%} [{min(above):.1%}, {max(above):.1%}]")
+        print(f"{make().name:<40} spread {line[0]}   one runtime {line[1]}")
+
     _fleet_sizes()
 
 
