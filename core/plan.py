@@ -154,7 +154,7 @@ def _print(s: dict[str, Any], args: argparse.Namespace, types_text: str) -> None
     if s["jobs_run"] < s["jobs"]:
         print(f"  only {s['jobs_run']} of {s['jobs']} jobs could run: the node types or --maxNodes leave no room")
     recorded = f" (the recorded run: {_hms(s['recorded_makespan'])})" if s["recorded_makespan"] is not None else ""
-    print(f"  {s['jobs']} jobs; predicted makespan {_hms(s['makespan'])}{recorded}")
+    print(f"  {s['jobs']} job{'' if s['jobs'] == 1 else 's'}; predicted makespan {_hms(s['makespan'])}{recorded}")
     print("  node-hours: " + ", ".join(f"{name} {h:.3f}" for name, h in s["node_hours"].items())
           + f" (cost {s['cost']:.3f})")
     print(f"  peak nodes: {s['peak_nodes']} (" + ", ".join(f"{n} {c}" for n, c in s["peak_by_type"].items()) + ")")
