@@ -97,7 +97,10 @@ def room_soon(info: NodeInfo | None, runtimes: Mapping[str, float], within: floa
         return 0.0
     cores, memory = info.coresTotal - info.requestedCores, info.memoryTotal - info.requestedMemory
     for job in info.jobs:
-        if job.name in runtimes and runtimes[job.name] - job.seconds <= within:
+        # A job already past its kind's expected runtime is not counted: nothing says when it
+        # ends, and counting it let a queued job wait for it (rounds on end) while a node being
+        # drained had room for it then.
+        if job.name in runtimes and 0 < runtimes[job.name] - job.seconds <= within:
             cores, memory = cores + job.cores, memory + job.memory
     return max(0.0, min(cores / info.coresTotal, memory / info.memoryTotal))
 
