@@ -20,6 +20,8 @@ packing on the seed scenarios (in virtual time).
    seeds, spread and one runtime per kind: how much a figure owes to its draw.
 3. The first scenario with its cluster held at 5 to 12 nodes: node-seconds above the bound
    against makespan (each node adds a boot and a tail: its last jobs end at different times).
+4. 120 random workloads (half with dependencies) run at --maxNodes 1 to 8: how often, and by
+   how much, a larger cap ends later than the next smaller one (what `flow plan` predicts).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import random
 import statistics
 import time
 
+from flow.provisioners.contract import RecordedJob
 from flow.provisioners.planner import PlanJob, ScalerParams, plan
 from flow.provisioners.scenarios import SEEDS, Scenario, with_history
-from flow.provisioners.shape import Shape, parse_node_types
-from flow.provisioners.simulated import SimResult
+from flow.provisioners.shape import Shape, parse_counts, parse_node_types
+from flow.provisioners.simulated import SimResult, simulate
 
 G = 1024**3
 TYPES = parse_node_types(",".join(
@@ -104,6 +107,37 @@ def _fleet_sizes() -> None:
         print(f"{n:>4} {scenario.cost(result) / scenario.lower_bound() - 1:>6.1%} {result.makespan:>8.0f}s")
 
 
+def _random_workload(rng: random.Random, dependencies: bool) -> list[RecordedJob]:
+    jobs = []
+    for i in range(rng.randint(5, 80)):
+        after = tuple(sorted(rng.sample(range(i), min(i, rng.randint(0, 2))))) if dependencies and i else ()
+        shape = Shape(0.0, rng.choice([1, 2, 4]) * G, rng.choice([0.5, 1, 2]), 0, False)
+        jobs.append(RecordedJob(f"kind{rng.randint(0, 3)}", shape, rng.uniform(10, 2000), after))
+    return jobs
+
+
+def _caps(seeds: int = 60, caps: range = range(1, 9)) -> None:
+    """Each random workload at --maxNodes 1 to 8: the steps where a larger cap ended later."""
+    later, steps, worst = 0, 0, 1.0
+    for seed in range(seeds):
+        for dependencies in (False, True):
+            rng = random.Random(seed)
+            types = parse_node_types(rng.choice(["n:4/16G", "a:2/8G,b:8/32G", "s:1/4G,m:4/16G,l:16/64G"]))
+            jobs = _random_workload(rng, dependencies)
+            target = rng.choice([300.0, 1800.0])
+            before = None
+            for cap in caps:
+                params = ScalerParams(targetTime=target, maxNodes=tuple(parse_counts(str(cap), len(types), "-")))
+                makespan = simulate(jobs, types, params).makespan
+                if before is not None:
+                    steps += 1
+                    if makespan > before + 1:
+                        later, worst = later + 1, max(worst, makespan / before)
+                before = makespan
+    print(f"\n{2 * seeds} random workloads (half with dependencies) at --maxNodes {caps.start} to {caps.stop - 1}: "
+          f"{later} of {steps} steps to a larger cap ended later, by at most {worst - 1:.0%}")
+
+
 def main() -> None:
     rng = random.Random(10)
     wall, cpu = _decide_ms(_jobs(rng, 50, 10_000))
@@ -124,6 +158,7 @@ def main() -> None:
           "(same work, same ideal; no tails: a node's last jobs end together)")
     _table([make().one_runtime_per_kind() for make in SEEDS], 1800.0, False)
     _seed_spread(1800.0)
+    _caps()
 
 
 def _table(scenarios: list[Scenario], target: float, deadline: bool) -> None:
