@@ -98,8 +98,8 @@ def room_soon(info: NodeInfo | None, runtimes: Mapping[str, float], within: floa
     cores, memory = info.coresTotal - info.requestedCores, info.memoryTotal - info.requestedMemory
     for job in info.jobs:
         # A job already past its kind's expected runtime is not counted: nothing says when it
-        # ends, and counting it let a queued job wait for it (rounds on end) while a node being
-        # drained had room for it then.
+        # ends, and counting it left a queued job waiting for it, round after round, while a
+        # node being drained had room for it.
         if job.name in runtimes and 0 < runtimes[job.name] - job.seconds <= within:
             cores, memory = cores + job.cores, memory + job.memory
     return max(0.0, min(cores / info.coresTotal, memory / info.memoryTotal))
