@@ -47,14 +47,12 @@ itself (no copy of a large input) and the stored copy is the user's file. Jobs s
 
 from __future__ import annotations
 
-import base64
 import errno
 import fcntl
 import json
 import os
 import re
 import shutil
-import stat
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -76,6 +74,19 @@ from flow.jobstores.copying import copy_data
 from flow.jobstores.leases import release as release_lease
 from flow.jobstores.leases import take_write_lease
 from flow.jobstores.placement import spread_subdirectories
+from flow.jobstores.posixfs import (
+    TMP_PREFIX,
+    current_umask,
+    fsync_path,
+    link_into,
+    mkdir_private,
+    open_new,
+    read_or_none,
+    rename_unshared,
+    tmp_path,
+    token,
+    unlink_quiet,
+)
 from flow.jobstores.registry import split_locator
 from flow.jobstores.removal import remove_trees
 
@@ -88,7 +99,6 @@ VERSION = 2
 FLAT_FILES = 2
 #: The longest file name most file systems allow (NAME_MAX).
 _NAME_MAX = 255
-TMP_PREFIX = ".tmp-"
 _SUBDIRS = ("jobs", "files", "shared", "stats")
 _JOB_SUFFIXES = (".job", ".body", ".result", ".log")
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -105,46 +115,6 @@ _DELETING = (
     + MARKER + "); finish the deletion with 'flow clean'."
 )
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}")
-
-
-def _token() -> str:
-    """16 lowercase base32 characters (80 random bits): unique across processes and hosts,
-    and safe on case-insensitive file systems."""
-    return base64.b32encode(os.urandom(10)).decode("ascii").lower()
-
-
-def _tmp_path(directory: str) -> str:
-    return f"{directory}/{TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
-
-
-def _mkdir(path: str) -> None:
-    with suppress(FileExistsError):
-        os.mkdir(path, 0o700)
-
-
-def _umask() -> int:
-    """This process's umask, read without changing it (os.umask would, for every thread)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def _unlink_quiet(path: str) -> None:
-    with suppress(FileNotFoundError):
-        os.unlink(path)
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _check_basename(name: str) -> str:
@@ -167,19 +137,6 @@ def _marker_problem(raw: bytes) -> str | int:
     if version > VERSION:
         return f"has format version {version}, newer than the version {VERSION} this flow reads"
     return version
-
-
-def _open_new(path: str) -> IO[bytes]:
-    """A new file, readable by its owner only (records may hold what a user would not share)."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
-
-
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
 
 
 class FileJobStore(JobStore):
@@ -230,7 +187,7 @@ class FileJobStore(JobStore):
             cls._make_root(locator, root)
             spread_subdirectories(root)
             for sub in _SUBDIRS:
-                _mkdir(f"{root}/{sub}")
+                mkdir_private(f"{root}/{sub}")
             for sub in ("files", "jobs"):  # their shards: see flow.jobstores.placement
                 spread_subdirectories(f"{root}/{sub}")
         except OSError as exc:  # read-only file system, no permission, a parent is a file, ...
@@ -260,9 +217,9 @@ class FileJobStore(JobStore):
     def _write_marker(self) -> None:
         """Write the marker last and exclusively (a hard link fails if it exists)."""
         marker = f"{self.root}/{MARKER}"
-        tmp = _tmp_path(self.root)
+        tmp = tmp_path(self.root)
         try:
-            with _open_new(tmp) as f:
+            with open_new(tmp) as f:
                 f.write(json.dumps({"format": FORMAT, "version": VERSION}).encode())
             try:
                 os.link(tmp, marker)
@@ -273,10 +230,10 @@ class FileJobStore(JobStore):
             except OSError:  # no hard links on this file system: best effort
                 os.replace(tmp, marker)
         finally:
-            _unlink_quiet(tmp)
+            unlink_quiet(tmp)
         if self.fsync:
-            _fsync_path(marker)
-            _fsync_path(self.root)
+            fsync_path(marker)
+            fsync_path(self.root)
 
     @classmethod
     def open(cls, locator: str) -> FileJobStore:
@@ -323,7 +280,7 @@ class FileJobStore(JobStore):
                 self.locator, f"refusing to delete {self.root}: it has no {MARKER} marker."
             )
         if state in ("store", "deleting"):
-            trash = f"{self._trash_prefix(self.root)}{_token()}"
+            trash = f"{self._trash_prefix(self.root)}{token()}"
             try:
                 os.rename(self.root, trash)
             except OSError:
@@ -339,9 +296,9 @@ class FileJobStore(JobStore):
                 listed = list(entries)
             for entry in listed:
                 if not entry.is_dir(follow_symlinks=False) and entry.name != DELETING:
-                    _unlink_quiet(entry.path)
+                    unlink_quiet(entry.path)
             remove_trees(e.path for e in listed if e.is_dir(follow_symlinks=False))
-            _unlink_quiet(f"{self.root}/{DELETING}")
+            unlink_quiet(f"{self.root}/{DELETING}")
         with suppress(FileNotFoundError):
             shutil.rmtree(self.root)
 
@@ -381,7 +338,7 @@ class FileJobStore(JobStore):
         path = f"{self.root}/{LOCK}"
         try:
             with self._lock_mutex():
-                holder = _read(path)
+                holder = read_or_none(path)
                 if holder is not None and holder.decode(errors="replace") != owner:
                     text = holder.decode(errors="replace")
                     if not may_take(text):
@@ -397,12 +354,12 @@ class FileJobStore(JobStore):
     def release_lock(self, owner: str) -> None:
         path = f"{self.root}/{LOCK}"
         with suppress(FileNotFoundError), self._lock_mutex():
-            holder = _read(path)
+            holder = read_or_none(path)
             if holder is not None and holder.decode(errors="replace") == owner:
-                _unlink_quiet(path)
+                unlink_quiet(path)
 
     def lock_holder(self) -> str | None:
-        raw = _read(f"{self.root}/{LOCK}")
+        raw = read_or_none(f"{self.root}/{LOCK}")
         return None if raw is None else raw.decode(errors="replace")
 
     # ---- atomic writes -------------------------------------------------------------------------
@@ -425,12 +382,12 @@ class FileJobStore(JobStore):
 
     def _write_tmp_and_replace(self, path: str, data: bytes, src: IO[bytes] | None) -> None:
         directory = os.path.dirname(path)
-        tmp = _tmp_path(directory)
+        tmp = tmp_path(directory)
         try:
-            f = _open_new(tmp)
+            f = open_new(tmp)
         except FileNotFoundError:  # shard directory not made yet
-            _mkdir(directory)
-            f = _open_new(tmp)
+            mkdir_private(directory)
+            f = open_new(tmp)
         done = False
         try:
             with f:
@@ -445,9 +402,9 @@ class FileJobStore(JobStore):
             done = True
         finally:
             if not done:
-                _unlink_quiet(tmp)
+                unlink_quiet(tmp)
         if self.fsync:
-            _fsync_path(directory)
+            fsync_path(directory)
 
     # ---- shared records ------------------------------------------------------------------------
     def _shared_path(self, name: str) -> str:
@@ -459,10 +416,10 @@ class FileJobStore(JobStore):
         self._write_atomic(self._shared_path(name), data)
 
     def read_shared(self, name: str) -> bytes | None:
-        return _read(self._shared_path(name))
+        return read_or_none(self._shared_path(name))
 
     def delete_shared(self, name: str) -> None:
-        _unlink_quiet(self._shared_path(name))
+        unlink_quiet(self._shared_path(name))
 
     def append_shared(self, name: str, data: bytes) -> None:
         # O_APPEND: each write lands whole at the end, also with concurrent appenders.
@@ -495,10 +452,10 @@ class FileJobStore(JobStore):
 
     def _job_read(self, job_id: str, suffix: str) -> bytes | None:
         base = self._job_base(job_id)
-        return None if base is None else _read(base + suffix)
+        return None if base is None else read_or_none(base + suffix)
 
     def new_job_id(self) -> str:
-        return _token()
+        return token()
 
     def write_job(self, job_id: str, description: bytes) -> None:
         self._job_write(job_id, ".job", description)
@@ -517,7 +474,7 @@ class FileJobStore(JobStore):
         base = self._job_base(job_id)
         if base is not None:
             for suffix in _JOB_SUFFIXES:
-                _unlink_quiet(base + suffix)
+                unlink_quiet(base + suffix)
 
     def list_jobs(self) -> Iterator[str]:
         for name in self._walk_shards(self._jobs, ".job"):
@@ -587,7 +544,7 @@ class FileJobStore(JobStore):
         """A fresh file id; its path; the directory made for it alone (None: stored flat, its
         shard made when first written to)."""
         _check_basename(basename)
-        tok = _token()
+        tok = token()
         file_id = f"{tok[:2]}/{tok}/{basename}"
         if self._flat(tok, basename):
             return file_id, f"{self._files}/{tok[0]}/{tok}.{basename}", None
@@ -595,7 +552,7 @@ class FileJobStore(JobStore):
         try:
             os.mkdir(directory, 0o700)
         except FileNotFoundError:
-            _mkdir(f"{self._files}/{tok[:2]}")
+            mkdir_private(f"{self._files}/{tok[:2]}")
             os.mkdir(directory, 0o700)
         return file_id, f"{directory}/{basename}", directory
 
@@ -605,7 +562,7 @@ class FileJobStore(JobStore):
         done = False
         try:
             if link:  # --linkImports only: see the module docstring
-                done = self._link(local_path, target)
+                done = link_into(local_path, target)
             if not done:
                 self._write_atomic(target, copy_from=local_path)
                 done = True
@@ -630,7 +587,7 @@ class FileJobStore(JobStore):
         except OSError:  # a symlink (ELOOP), a FIFO or device that would block, ...
             fd = -1
         try:
-            if fd >= 0 and self._rename_unshared(fd, local_path, target):
+            if fd >= 0 and rename_unshared(fd, local_path, target):
                 if fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_WRLCK:
                     return self._moved(fd, file_id, target)
                 # A process began to open the file by its old name during the rename: once the
@@ -658,61 +615,22 @@ class FileJobStore(JobStore):
             os.fchmod(fd, 0o600)
         if self.fsync:
             os.fsync(fd)
-            _fsync_path(os.path.dirname(target))
+            fsync_path(os.path.dirname(target))
         return file_id
-
-    @staticmethod
-    def _rename_unshared(fd: int, local_path: str, target: str) -> bool:
-        """Rename ``local_path`` (open as ``fd``) to ``target`` if it is a regular file with one
-        name and no other open descriptor, the write lease on it kept (the caller releases
-        it); False, with nothing changed and no lease, otherwise."""
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-            return False
-        if take_write_lease(fd) != "taken":  # open elsewhere, or no way to tell
-            return False
-        try:
-            try:
-                os.rename(local_path, target)
-            except FileNotFoundError:
-                if not os.path.lexists(local_path):
-                    raise
-                _mkdir(os.path.dirname(target))  # a flat file's shard, not made yet
-                os.rename(local_path, target)
-        except OSError:  # another file system (EXDEV), ...
-            release_lease(fd)
-            return False
-        return True
-
-    @staticmethod
-    def _link(local_path: str, target: str) -> bool:
-        """Hard-link ``local_path`` as ``target`` (its shard made if missing); False where that
-        cannot be done (cross-device, no hard links, ...): copy instead."""
-        for _ in range(2):
-            try:
-                os.link(local_path, target)
-                return True
-            except FileNotFoundError:
-                if not os.path.exists(local_path):
-                    return False
-                _mkdir(os.path.dirname(target))
-            except OSError:
-                return False
-        return False
 
     @contextmanager
     def write_file_stream(
         self, job_id: str | None = None, basename: str | None = None
     ) -> Iterator[tuple[IO[bytes], str]]:
         file_id, target, directory = self._new_file("stream" if basename is None else basename)
-        tmp = _tmp_path(os.path.dirname(target))
+        tmp = tmp_path(os.path.dirname(target))
         done = False
         try:
             try:
-                handle = _open_new(tmp)
+                handle = open_new(tmp)
             except FileNotFoundError:  # a flat file's shard, not made yet
-                _mkdir(os.path.dirname(target))
-                handle = _open_new(tmp)
+                mkdir_private(os.path.dirname(target))
+                handle = open_new(tmp)
             with handle as f:
                 yield f, file_id
                 if self.fsync:
@@ -722,7 +640,7 @@ class FileJobStore(JobStore):
             done = True
         finally:
             if not done:
-                _unlink_quiet(tmp)
+                unlink_quiet(tmp)
                 if directory is not None:
                     with suppress(OSError):
                         os.rmdir(directory)
@@ -739,7 +657,7 @@ class FileJobStore(JobStore):
             lease = take_write_lease(fd)
             if lease == "held":
                 self._write_atomic(target, copy_from=tmp)
-                _unlink_quiet(tmp)
+                unlink_quiet(tmp)
                 return
             try:
                 os.replace(tmp, target)
@@ -772,7 +690,7 @@ class FileJobStore(JobStore):
                 done = True
             finally:
                 if not done:
-                    _unlink_quiet(local_path)
+                    unlink_quiet(local_path)
 
     def hand_over_file(self, file_id: str, local_path: str) -> None:
         """A hard link to the stored file, given the mode a copy would have (the store's own
@@ -797,7 +715,7 @@ class FileJobStore(JobStore):
             self.read_file(file_id, local_path)
             return
         with suppress(OSError):
-            os.chmod(local_path, 0o666 & ~_umask())
+            os.chmod(local_path, 0o666 & ~current_umask())
 
     @contextmanager
     def read_file_stream(self, file_id: str) -> Iterator[IO[bytes]]:
@@ -821,7 +739,7 @@ class FileJobStore(JobStore):
 
     def delete_file(self, file_id: str) -> None:
         path = self._valid_file_path(file_id)
-        _unlink_quiet(path)
+        unlink_quiet(path)
         if os.path.basename(os.path.dirname(path)) == file_id.split("/")[1]:  # a directory of its own
             with suppress(OSError):  # gone already, or holds a concurrent writer's temp file
                 os.rmdir(os.path.dirname(path))
@@ -858,11 +776,11 @@ class FileJobStore(JobStore):
 
     # ---- statistics ----------------------------------------------------------------------------
     def append_stats(self, record: bytes) -> None:
-        tok = _token()
+        tok = token()
         self._write_atomic(f"{self._stats}/{tok[:2]}/{tok}.rec", record)
 
     def read_stats(self) -> Iterator[bytes]:
         for name in self._walk_shards(self._stats, ".rec"):
-            data = _read(f"{self._stats}/{name[:2]}/{name}")
+            data = read_or_none(f"{self._stats}/{name[:2]}/{name}")
             if data is not None:
                 yield data
