@@ -162,7 +162,7 @@ def main() -> None:
 
 
 def _table(scenarios: list[Scenario], target: float, deadline: bool) -> None:
-    print(f"{'scenario':<40} {'node-seconds':>12} {'ideal':>7} {'above':>6} {'+lost':>7} {'above':>6} "
+    print(f"{'scenario':<63} {'node-seconds':>12} {'ideal':>7} {'above':>6} {'+lost':>7} {'above':>6} "
           f"{'makespan':>9} {'peak':>5} {'sim ms':>7}")
     for scenario in scenarios:
         scenario.params = dataclasses.replace(scenario.params, targetTime=target, deadline=deadline)
@@ -171,7 +171,7 @@ def _table(scenarios: list[Scenario], target: float, deadline: bool) -> None:
         elapsed = (time.perf_counter() - start) * 1000
         cost, costs = scenario.cost(result), scenario.costs(result)
         bound, required = costs["ideal"], costs["ideal"] + costs["lost"]
-        print(f"{scenario.name[:40]:<40} {cost:>12.0f} {bound:>7.0f} {cost / bound - 1:>6.1%} {required:>7.0f} "
+        print(f"{scenario.name:<63} {cost:>12.0f} {bound:>7.0f} {cost / bound - 1:>6.1%} {required:>7.0f} "
               f"{cost / required - 1:>6.1%} {result.makespan:>8.0f}s {result.peak_nodes:>5} {elapsed:>7.0f}")
         for line in _explain(scenario, result, costs):
             print(line)
@@ -191,7 +191,7 @@ def _seed_spread(target: float, seeds: range = range(1, 11)) -> None:
                 result = scenario.run()
                 above.append(scenario.cost(result) / scenario.lower_bound() - 1)
             line.append(f"{statistics.mean(above):6.1%} [{min(above):.1%}, {max(above):.1%}]")
-        print(f"{make().name:<40} spread {line[0]}   one runtime {line[1]}")
+        print(f"{make().name:<42} spread {line[0]}   one runtime {line[1]}")
 
     _fleet_sizes()
 
