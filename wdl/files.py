@@ -217,8 +217,6 @@ class StoreFiles:
             handle.write(replace_uris(text, host))
 
 
-
-
 class Localizer:
     """Materialises a task's input files under ``inputs_dir``: one folder per folder key, so
     sibling files stay side by side and files of the same name from different folders do not
@@ -232,7 +230,7 @@ class Localizer:
         self._folders: dict[tuple[str, str], str] = {}  # (folder key, basename) -> file id there
         self._made: set[str] = set()
         self._real_inputs: str | None = None
-        self._pending: list[tuple[str, str]] = []  # (target, file id) placed, not yet copied
+        self._pending: list[tuple[str, str]] = []  # (file id, target) placed, not yet copied
 
     def __call__(self, value: str, is_directory: bool) -> str:
         """Where ``value``'s file is for the task; it is there once :meth:`materialize` ran."""
@@ -242,16 +240,14 @@ class Localizer:
             return self.by_uri[value]
         target, file_id = self._place(value)
         if file_id is not None:
-            self._pending.append((target, file_id))
+            self._pending.append((file_id, target))
         return target
 
     def materialize(self) -> None:
-        """Copy the files placed since the last call to where they go: side by side when there
-        are many (a gather's thousands), as each copy mostly waits on the file system (its
-        folder and file made, the data copied) and the copies share nothing."""
+        """Copy the files placed since the last call to where they go, side by side when there
+        are many (:meth:`FileStore.readGlobalFiles`)."""
         pending, self._pending = self._pending, []
-        self.file_store.readGlobalFiles([(file_id, target) for target, file_id in pending],
-                                        spread_in=self.inputs_dir)
+        self.file_store.readGlobalFiles(pending, spread_in=self.inputs_dir)
 
     def _place(self, value: str) -> tuple[str, str | None]:
         """Where ``value``'s file goes, remembered; and the file id to copy there (None: it is
